@@ -1,0 +1,27 @@
+"""nmcompile: compile trained spiking neural networks to neuromorphic targets.
+
+    graph = nmcompile.from_torch(model, example_spikes)   # float IR, equal to the model
+    result = nmcompile.run(graph, spikes)                 # float interpreter -> RunResult
+    nmcompile.save(graph, "net.nmc"); nmcompile.load("net.nmc")
+"""
+
+from .api import is_quantized, run
+from .errors import FormatError, GraphError, LimitError, NmcompileError, ShapeError, UnsupportedError
+from .ir import Graph, load, save
+from .result import RunResult
+
+__version__ = "0.1.0"
+
+
+def from_torch(model, example_input, **kwargs):  # noqa: ANN001, ANN201 - see frontends.pytorch
+    """Trace a PyTorch model into a float `Graph` (see `nmcompile.frontends.pytorch`)."""
+    from .frontends.pytorch import from_torch as _from_torch
+
+    return _from_torch(model, example_input, **kwargs)
+
+
+__all__ = [
+    "FormatError", "Graph", "GraphError", "LimitError", "NmcompileError", "RunResult",
+    "ShapeError", "UnsupportedError", "__version__", "from_torch", "is_quantized", "load", "run",
+    "save",
+]

@@ -1,0 +1,114 @@
+"""What every IR node shares: value equality, parameter normalisation, a type registry.
+
+A node is a dataclass holding parameters only; its name and its edges live in the `Graph`.
+Parameters are plain data: Python scalars, strings, tuples of ints, or numpy arrays. That is
+all the `.nmc` file format has to store (see `serialize.py`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import GraphError, ShapeError
+
+Shape = tuple[int, ...]
+
+#: Node type name -> dataclass. Serialisation looks types up here; later node families
+#: (quantised nodes, for example) register themselves with `register`.
+NODE_TYPES: dict[str, type[Node]] = {}
+
+
+def register(cls: type[Node]) -> type[Node]:
+    """Class decorator: make a node dataclass known to the file format by its class name."""
+    if cls.__name__ in NODE_TYPES and NODE_TYPES[cls.__name__] is not cls:
+        raise GraphError(f"node type {cls.__name__} is registered twice")
+    NODE_TYPES[cls.__name__] = cls
+    return cls
+
+
+class Node:
+    """Base of all node dataclasses. `kind` says which family: port, projection or neuron."""
+
+    kind: ClassVar[str] = ""
+
+    def output_shape(self, input_shape: Shape | None, name: str) -> Shape:
+        """The shape this node produces, given the shape of its (summed) input."""
+        raise NotImplementedError
+
+    def params(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+    def num_params(self) -> int:
+        """Number of stored parameter values (array elements; scalars count one)."""
+        n = 0
+        for value in self.params().values():
+            if isinstance(value, np.ndarray):
+                n += value.size
+            elif isinstance(value, float):
+                n += 1
+        return n
+
+    def __eq__(self, other: object) -> bool:
+        if type(self) is not type(other):
+            return NotImplemented
+        return all(values_equal(a, b) for a, b in zip(self.params().values(),
+                                                      other.params().values(), strict=True))
+
+    __hash__ = None  # mutable arrays inside: not hashable
+
+
+def values_equal(a: Any, b: Any) -> bool:
+    """Exact equality of parameter values: arrays by dtype, shape and every element."""
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.dtype == b.dtype
+                and a.shape == b.shape and bool(np.array_equal(a, b, equal_nan=True)))
+    if isinstance(a, float) and isinstance(b, float) and math.isnan(a) and math.isnan(b):
+        return True
+    return type(a) is type(b) and a == b
+
+
+def float_param(value: Any, field: str) -> float | np.ndarray:
+    """A float parameter, scalar or per neuron: a Python float, or a float64 array (ndim >= 1)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise GraphError(f"parameter {field!r} must be a number, not a bool")
+    arr = np.array(value, dtype=np.float64)  # copies: a node never aliases caller data
+    if arr.ndim == 0:
+        return float(arr)
+    return arr
+
+
+def array_param(value: Any, field: str, ndim: int | None = None) -> np.ndarray:
+    arr = np.array(value, dtype=np.float64)
+    if ndim is not None and arr.ndim != ndim:
+        raise GraphError(f"parameter {field!r} must have {ndim} dimensions, got shape {arr.shape}")
+    return arr
+
+
+def int_tuple(value: Any, n: int, field: str) -> tuple[int, ...]:
+    """An int or a sequence of n ints, as a tuple of n Python ints."""
+    if isinstance(value, (int, np.integer)):
+        out = (int(value),) * n
+    else:
+        out = tuple(int(v) for v in value)
+    if len(out) != n:
+        raise GraphError(f"parameter {field!r} must have {n} values, got {value!r}")
+    return out
+
+
+def check_broadcast(value: float | np.ndarray, shape: Shape, field: str, name: str) -> None:
+    """A per-neuron parameter must broadcast to the layer's shape without growing it."""
+    if isinstance(value, np.ndarray):
+        try:
+            out = np.broadcast_shapes(value.shape, shape)
+        except ValueError:
+            out = None
+        if out != tuple(shape):
+            raise ShapeError(f"node {name!r}: parameter {field!r} has shape {value.shape}, which "
+                             f"does not broadcast to the layer's shape {tuple(shape)}; give a "
+                             f"scalar or an array of shape {tuple(shape)}")
+    if not np.all(np.isfinite(value)):
+        raise GraphError(f"node {name!r}: parameter {field!r} is not finite")

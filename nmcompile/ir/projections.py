@@ -1,0 +1,183 @@
+"""Projections: stateless linear maps applied every step to the sum of a node's inputs.
+
+Shapes are feature shapes (no time, no batch axis); images are (channels, height, width) as in
+PyTorch. A projection's output at step t depends only on its input at step t.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import GraphError, ShapeError
+from .node import Node, Shape, array_param, check_broadcast, float_param, int_tuple, register
+
+
+def _need(input_shape: Shape | None, name: str) -> Shape:
+    if input_shape is None:
+        raise ShapeError(f"node {name!r} has no incoming edge")
+    return input_shape
+
+
+@register
+@dataclass(eq=False)
+class Dense(Node):
+    """Fully connected: `y = W @ x + b`, with W of shape (out, in) and b of shape (out,).
+
+    The bias, when present, is added every step, whether or not any spike arrived.
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray | None = None
+    kind = "projection"
+
+    def __post_init__(self) -> None:
+        self.weight = array_param(self.weight, "weight", ndim=2)
+        if self.bias is not None:
+            self.bias = array_param(self.bias, "bias", ndim=1)
+            if self.bias.shape[0] != self.weight.shape[0]:
+                raise GraphError(f"Dense bias has {self.bias.shape[0]} values for "
+                                 f"{self.weight.shape[0]} outputs")
+
+    def output_shape(self, input_shape: Shape | None, name: str) -> Shape:
+        shape = _need(input_shape, name)
+        if shape != (self.weight.shape[1],):
+            raise ShapeError(f"node {name!r} (Dense) expects input of shape "
+                             f"({self.weight.shape[1]},), got {shape}; add a Flatten before it "
+                             f"or fix the weight's second dimension")
+        return (self.weight.shape[0],)
+
+
+def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
+    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
+@register
+@dataclass(eq=False)
+class Conv2d(Node):
+    """2-D cross-correlation, as `torch.nn.functional.conv2d`:
+
+    `y[o, i, j] = b[o] + sum_{c, m, n} W[o, c, m, n] * x[g*C_in/G + c, i*s0 - p0 + m*d0,
+    j*s1 - p1 + n*d1]`, with W of shape (C_out, C_in / groups, kH, kW) and zero padding.
+    A 1-D convolution is a Conv2d over inputs of height 1.
+    """
+
+    weight: np.ndarray
+    bias: np.ndarray | None = None
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    kind = "projection"
+
+    def __post_init__(self) -> None:
+        self.weight = array_param(self.weight, "weight", ndim=4)
+        if self.bias is not None:
+            self.bias = array_param(self.bias, "bias", ndim=1)
+            if self.bias.shape[0] != self.weight.shape[0]:
+                raise GraphError("Conv2d bias length must equal the number of output channels")
+        self.stride = int_tuple(self.stride, 2, "stride")
+        self.padding = int_tuple(self.padding, 2, "padding")
+        self.dilation = int_tuple(self.dilation, 2, "dilation")
+        self.groups = int(self.groups)
+        if min(self.stride) < 1 or min(self.dilation) < 1 or min(self.padding) < 0:
+            raise GraphError("Conv2d needs stride >= 1, dilation >= 1 and padding >= 0")
+        if self.groups < 1 or self.weight.shape[0] % self.groups:
+            raise GraphError(f"Conv2d: {self.weight.shape[0]} output channels are not divisible "
+                             f"into {self.groups} groups")
+
+    def output_shape(self, input_shape: Shape | None, name: str) -> Shape:
+        shape = _need(input_shape, name)
+        c_out, c_in_g, kh, kw = self.weight.shape
+        if len(shape) != 3 or shape[0] != c_in_g * self.groups:
+            raise ShapeError(f"node {name!r} (Conv2d) expects input (channels={c_in_g * self.groups}"
+                             f", height, width), got {shape}")
+        h = conv_output_size(shape[1], kh, self.stride[0], self.padding[0], self.dilation[0])
+        w = conv_output_size(shape[2], kw, self.stride[1], self.padding[1], self.dilation[1])
+        if h < 1 or w < 1:
+            raise ShapeError(f"node {name!r} (Conv2d): kernel {kh}x{kw} does not fit input {shape}")
+        return (c_out, h, w)
+
+
+@dataclass(eq=False)
+class _Pool2d(Node):
+    kernel_size: tuple[int, int]
+    stride: tuple[int, int] | None = None
+    padding: tuple[int, int] = (0, 0)
+    kind = "projection"
+
+    def __post_init__(self) -> None:
+        self.kernel_size = int_tuple(self.kernel_size, 2, "kernel_size")
+        self.stride = int_tuple(self.kernel_size if self.stride is None else self.stride, 2,
+                                "stride")
+        self.padding = int_tuple(self.padding, 2, "padding")
+        if min(self.kernel_size) < 1 or min(self.stride) < 1 or min(self.padding) < 0:
+            raise GraphError("pooling needs kernel_size >= 1, stride >= 1, padding >= 0")
+        if any(2 * p > k for p, k in zip(self.padding, self.kernel_size, strict=True)):
+            raise GraphError("pooling padding must be at most half the kernel size")
+
+    def output_shape(self, input_shape: Shape | None, name: str) -> Shape:
+        shape = _need(input_shape, name)
+        if len(shape) != 3:
+            raise ShapeError(f"node {name!r} ({type(self).__name__}) expects input (channels, "
+                             f"height, width), got {shape}")
+        h = conv_output_size(shape[1], self.kernel_size[0], self.stride[0], self.padding[0], 1)
+        w = conv_output_size(shape[2], self.kernel_size[1], self.stride[1], self.padding[1], 1)
+        if h < 1 or w < 1:
+            raise ShapeError(f"node {name!r}: pooling window {self.kernel_size} does not fit "
+                             f"input {shape}")
+        return (shape[0], h, w)
+
+
+@register
+@dataclass(eq=False)
+class SumPool2d(_Pool2d):
+    """Sum over each kH x kW window (zero padding), per channel."""
+
+
+@register
+@dataclass(eq=False)
+class AvgPool2d(_Pool2d):
+    """Mean over each kH x kW window: the window's sum divided by kH*kW, padding included
+    (PyTorch's default `count_include_pad=True`)."""
+
+
+@register
+@dataclass(eq=False)
+class Flatten(Node):
+    """Merge feature axes `start_dim..end_dim` (features only; no batch axis) into one."""
+
+    start_dim: int = 0
+    end_dim: int = -1
+    kind = "projection"
+
+    def __post_init__(self) -> None:
+        self.start_dim, self.end_dim = int(self.start_dim), int(self.end_dim)
+
+    def output_shape(self, input_shape: Shape | None, name: str) -> Shape:
+        shape = _need(input_shape, name)
+        n = len(shape)
+        start = self.start_dim + n if self.start_dim < 0 else self.start_dim
+        end = self.end_dim + n if self.end_dim < 0 else self.end_dim
+        if not 0 <= start <= end < n:
+            raise ShapeError(f"node {name!r} (Flatten): dims {self.start_dim}..{self.end_dim} "
+                             f"do not fit input of shape {shape}")
+        return shape[:start] + (int(np.prod(shape[start:end + 1])),) + shape[end + 1:]
+
+
+@register
+@dataclass(eq=False)
+class Scale(Node):
+    """Elementwise `y = scale * x`; `scale` is a scalar or an array that broadcasts to x."""
+
+    scale: float | np.ndarray
+    kind = "projection"
+
+    def __post_init__(self) -> None:
+        self.scale = float_param(self.scale, "scale")
+
+    def output_shape(self, input_shape: Shape | None, name: str) -> Shape:
+        shape = _need(input_shape, name)
+        check_broadcast(self.scale, shape, "scale", name)
+        return shape

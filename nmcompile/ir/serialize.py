@@ -1,0 +1,161 @@
+"""The `.nmc` file: a zip holding `graph.json` (structure and scalars, versioned) and
+`arrays.npz` (every array parameter, loaded with `allow_pickle=False`). Nothing in it executes.
+
+Sizes are checked from the zip's directory before anything is decompressed, so a hostile file
+cannot make `load` allocate more than `max_bytes`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import FormatError
+from .graph import Graph
+from .node import NODE_TYPES
+
+FORMAT = "nmcompile-graph"
+VERSION = 1
+MAX_BYTES = 4 << 30  # uncompressed size a .nmc may declare before load refuses it
+
+
+def _encode(value: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "biuf":
+            raise FormatError(f"{where}: arrays of dtype {value.dtype} cannot be saved")
+        key = f"a{len(arrays)}"
+        arrays[key] = value
+        return {"array": key}
+    if isinstance(value, tuple):
+        return {"tuple": [_encode(v, arrays, where) for v in value]}
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise FormatError(f"{where}: cannot save a value of type {type(value).__name__}")
+
+
+def _decode(value: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
+    if isinstance(value, dict):
+        if "array" in value:
+            try:
+                return arrays[value["array"]]
+            except KeyError:
+                raise FormatError(f"{where}: array {value['array']!r} is missing") from None
+        if "tuple" in value:
+            return tuple(_decode(v, arrays, where) for v in value["tuple"])
+        raise FormatError(f"{where}: unknown value {value!r}")
+    return value
+
+
+def to_dict(graph: Graph) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The JSON document and the arrays of a graph."""
+    arrays: dict[str, np.ndarray] = {}
+    nodes = []
+    for name, node in graph.nodes.items():
+        params = {k: _encode(v, arrays, f"node {name!r}, parameter {k!r}")
+                  for k, v in node.params().items()}
+        nodes.append({"name": name, "type": type(node).__name__, "params": params})
+    doc = {
+        "format": FORMAT,
+        "version": VERSION,
+        "dt": graph.dt,
+        "metadata": graph.metadata,
+        "nodes": nodes,
+        "edges": [{"src": u, "dst": v, "delay": d} for u, v, d in graph.edges()],
+    }
+    return doc, arrays
+
+
+def from_dict(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Graph:
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise FormatError("not an nmcompile graph (graph.json lacks the format tag)")
+    version = doc.get("version")
+    if not isinstance(version, int) or version > VERSION:
+        raise FormatError(f"graph.json has format version {version!r}; this nmcompile reads "
+                          f"versions up to {VERSION}: upgrade nmcompile")
+    try:
+        graph = Graph(dt=doc.get("dt"), metadata=doc.get("metadata") or {})
+        for entry in doc["nodes"]:
+            name, type_name = entry["name"], entry["type"]
+            cls = NODE_TYPES.get(type_name)
+            if cls is None:
+                raise FormatError(f"node {name!r} has unknown type {type_name!r}")
+            params = {k: _decode(v, arrays, f"node {name!r}")
+                      for k, v in entry["params"].items()}
+            known = {f.name for f in dataclasses.fields(cls)}
+            if set(params) - known:
+                raise FormatError(f"node {name!r} ({type_name}) has unknown parameters "
+                                  f"{sorted(set(params) - known)}")
+            graph.add_node(name, cls(**params))
+        for edge in doc["edges"]:
+            graph.add_edge(edge["src"], edge["dst"], edge["delay"])
+    except (KeyError, TypeError) as exc:
+        raise FormatError(f"graph.json is malformed: {exc!r}") from None
+    return graph
+
+
+def save(graph: Graph, path: str | os.PathLike) -> Path:
+    """Write `graph` to a `.nmc` file atomically (a temporary file renamed into place)."""
+    graph.validate()
+    doc, arrays = to_dict(graph)
+    try:
+        text = json.dumps(doc, indent=1, allow_nan=True)
+    except (TypeError, ValueError) as exc:
+        raise FormatError(f"graph metadata is not JSON-serialisable: {exc}") from None
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
+            z.writestr("graph.json", text)
+            z.writestr("arrays.npz", buf.getvalue())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _check_sizes(infos: list[zipfile.ZipInfo], max_bytes: int, what: str) -> None:
+    total = sum(i.file_size for i in infos)
+    if total > max_bytes:
+        raise FormatError(f"{what} declares {total} bytes uncompressed, more than the limit of "
+                          f"{max_bytes}; pass a larger max_bytes to load it if you trust it")
+
+
+def load(path: str | os.PathLike, max_bytes: int = MAX_BYTES) -> Graph:
+    """Read a `.nmc` file. No code runs; sizes are checked before decompressing."""
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = set(z.namelist())
+            if not {"graph.json", "arrays.npz"} <= names:
+                raise FormatError(f"{path}: not an .nmc file (needs graph.json and arrays.npz)")
+            _check_sizes(z.infolist(), max_bytes, str(path))
+            doc = json.loads(z.read("graph.json"))
+            npz = z.read("arrays.npz")
+    except FileNotFoundError:
+        raise FormatError(f"{path}: no such file") from None
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise FormatError(f"{path}: not a valid .nmc file ({exc})") from None
+    try:
+        with zipfile.ZipFile(io.BytesIO(npz)) as inner:
+            _check_sizes(inner.infolist(), max_bytes, f"{path}:arrays.npz")
+        with np.load(io.BytesIO(npz), allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise FormatError(f"{path}: arrays.npz is not readable ({exc})") from None
+    graph = from_dict(doc, arrays)
+    graph.validate()
+    return graph

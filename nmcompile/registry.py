@@ -1,0 +1,45 @@
+"""Targets by name. A backend is a module (or object) with `capabilities`, `run` and `compile`
+(see DESIGN.md); nmcompile finds it here, so adding a target touches one folder.
+
+Built-in targets are listed in `BUILTIN` as module paths and imported on first use; other
+packages add theirs through the `nmcompile.backends` entry-point group.
+"""
+
+from __future__ import annotations
+
+import importlib
+from importlib.metadata import entry_points
+from typing import Any
+
+from .errors import NmcompileError
+
+#: Built-in backends: name -> module path. Each later target adds its line here.
+BUILTIN: dict[str, str] = {}
+
+_loaded: dict[str, Any] = {}
+
+
+def register_backend(name: str, backend: Any) -> None:
+    """Register a backend object (or module) under `name`, replacing any earlier one."""
+    _loaded[name] = backend
+
+
+def available() -> list[str]:
+    names = set(BUILTIN) | set(_loaded)
+    names |= {ep.name for ep in entry_points(group="nmcompile.backends")}
+    return sorted(names)
+
+
+def get_backend(name: str) -> Any:
+    if name in _loaded:
+        return _loaded[name]
+    if name in BUILTIN:
+        backend = importlib.import_module(BUILTIN[name])
+    else:
+        found = [ep for ep in entry_points(group="nmcompile.backends") if ep.name == name]
+        if not found:
+            raise NmcompileError(f"unknown backend {name!r}; available: "
+                                 f"{', '.join(['float', *available()])}")
+        backend = found[0].load()
+    _loaded[name] = backend
+    return backend

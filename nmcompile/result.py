@@ -1,0 +1,39 @@
+"""`RunResult`: what every way of running a graph returns, float interpreter and backends alike."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class RunResult:
+    """The result of running a graph on a batch of inputs for T steps.
+
+    - `outputs`: output node -> array (T, batch, n): spikes (uint8) when every source of the
+      output spikes, else values (float64; an `LI` source gives its voltage).
+    - `spikes`: neuron node -> spikes (T, batch, n), uint8 (only when recorded).
+    - `states`: neuron node -> {state name -> (T, batch, n)}, values after the step's reset
+      (only when recorded).
+    - `counters`: counter name -> {node -> count}: 'spikes', 'neuron_updates',
+      'synaptic_events' (one per delivered non-zero input and stored synapse it reaches);
+      hardware backends add their own (cycles, for example).
+    - `margins`: spiking node -> the smallest |v - threshold| seen before a reset, so a
+      near-tie, where rounding could flip a spike, is visible.
+    """
+
+    outputs: dict[str, np.ndarray]
+    backend: str
+    spikes: dict[str, np.ndarray] = field(default_factory=dict)
+    states: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    counters: dict[str, dict[str, int]] = field(default_factory=dict)
+    margins: dict[str, float] = field(default_factory=dict)
+
+    def output(self, name: str | None = None) -> np.ndarray:
+        """One output's array; `name` may be left out when there is only one output."""
+        if name is None:
+            if len(self.outputs) != 1:
+                raise KeyError(f"several outputs {sorted(self.outputs)}: name one")
+            return next(iter(self.outputs.values()))
+        return self.outputs[name]

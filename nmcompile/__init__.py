@@ -6,14 +6,21 @@
 """
 
 from .api import is_quantized, run
-from .errors import FormatError, GraphError, LimitError, NmcompileError, ShapeError, UnsupportedError
+from .errors import (
+    FormatError,
+    GraphError,
+    LimitError,
+    NmcompileError,
+    ShapeError,
+    UnsupportedError,
+)
 from .ir import Graph, load, save
 from .result import RunResult
 
 __version__ = "0.1.0"
 
 
-def from_torch(model, example_input, **kwargs):  # noqa: ANN001, ANN201 - see frontends.pytorch
+def from_torch(model, example_input, **kwargs):
     """Trace a PyTorch model into a float `Graph` (see `nmcompile.frontends.pytorch`)."""
     from .frontends.pytorch import from_torch as _from_torch
 

@@ -42,9 +42,10 @@ def test_batchnorm_is_folded_into_the_projection(seed: int) -> None:
     # Folded weights: W * gamma / sqrt(var + eps), bias (b - mean) * gamma / sqrt(var + eps) + beta
     conv = graph["conv2d0"]
     s = (bn1.weight / torch.sqrt(bn1.running_var + bn1.eps)).detach().numpy()
-    np.testing.assert_allclose(conv.weight, step[0].weight.detach().numpy() * s[:, None, None, None])
-    np.testing.assert_allclose(conv.bias, (step[0].bias.detach().numpy()
-                                           - bn1.running_mean.numpy()) * s + bn1.bias.detach().numpy())
+    w, b = step[0].weight.detach().numpy(), step[0].bias.detach().numpy()
+    np.testing.assert_allclose(conv.weight, w * s[:, None, None, None])
+    np.testing.assert_allclose(conv.bias, (b - bn1.running_mean.numpy()) * s
+                               + bn1.bias.detach().numpy())
     # The folded graph computes what the model computes: the readout voltage to rounding, and
     # the hidden spikes exactly unless a voltage sits within rounding of its threshold.
     hidden = []

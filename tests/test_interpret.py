@@ -8,7 +8,19 @@ import pytest
 import nmcompile
 from nmcompile.errors import LimitError, NmcompileError, ShapeError
 from nmcompile.ir import (
-    ALIF, IF, LI, LIF, AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output, Scale, SumPool2d,
+    ALIF,
+    IF,
+    LI,
+    LIF,
+    AvgPool2d,
+    Conv2d,
+    Dense,
+    Flatten,
+    Graph,
+    Input,
+    Output,
+    Scale,
+    SumPool2d,
 )
 from nmcompile.ir import interpret as interp
 
@@ -118,7 +130,8 @@ def test_projections_match_numpy() -> None:
         (SumPool2d(2), lambda v: v.reshape(3, 2, 3, 2, 3, 2).sum(axis=(3, 5))),
         (AvgPool2d(3), lambda v: v.reshape(3, 2, 2, 3, 2, 3).mean(axis=(3, 5))),
         (Flatten(), lambda v: v.reshape(3, -1)),
-        (Scale(np.array([2.0, -1.0]).reshape(2, 1, 1)), lambda v: v * np.array([2, -1])[:, None, None]),
+        (Scale(np.array([2.0, -1.0]).reshape(2, 1, 1)),
+         lambda v: v * np.array([2, -1])[:, None, None]),
     ]
     for node, ref in cases:
         g = Graph()

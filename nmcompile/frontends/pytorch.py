@@ -78,7 +78,7 @@ class _Builder:
         if isinstance(m, nn.Linear):
             return self.add(name, Dense(_np(m.weight), _np(m.bias)), src)
         if isinstance(m, nn.Conv2d):
-            if m.padding_mode != "zeros" or isinstance(m.padding, str) and m.padding != "valid":
+            if m.padding_mode != "zeros" or (isinstance(m.padding, str) and m.padding != "valid"):
                 raise UnsupportedError(f"{where}: only zero padding given as numbers is supported "
                                        f"(got padding={m.padding!r}, mode {m.padding_mode!r})")
             padding = (0, 0) if isinstance(m.padding, str) else m.padding
@@ -173,7 +173,8 @@ def from_torch(model: nn.Module, example_input: torch.Tensor | Sequence[torch.Te
     meaning). Unsupported modules and operations raise `UnsupportedError` naming them.
     """
     step = model.step if isinstance(model, snn.TimeLoop) else model
-    examples = tuple(example_input) if isinstance(example_input, (tuple, list)) else (example_input,)
+    many = isinstance(example_input, (tuple, list))
+    examples = tuple(example_input) if many else (example_input,)
     try:
         traced = _Tracer().trace(step)
     except Exception as exc:  # tracing runs user code: any failure means "cannot follow"

@@ -123,8 +123,8 @@ class Graph:
         except nx.NetworkXUnfeasible:
             cycle = nx.find_cycle(instant)
             path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
-            raise GraphError(f"cycle with total delay 0: {path}; give one of its edges a "
-                             f"delay >= 1 (a recurrent connection reads the previous step)") from None
+            raise GraphError(f"cycle with total delay 0: {path}; give one of its edges a delay "
+                             f">= 1 (a recurrent connection reads the previous step)") from None
 
     def shapes(self) -> dict[str, Shape]:
         """Infer each node's output shape (features only), checking every node on the way."""

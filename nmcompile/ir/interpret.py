@@ -44,7 +44,8 @@ def normalize_inputs(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray]
             raise NmcompileError(f"input {name!r}: expected a numeric array, got {arr.dtype}")
         want = shapes[name]
         if arr.ndim != len(want) + 2 or tuple(arr.shape[2:]) != tuple(want):
-            raise ShapeError(f"input {name!r}: expected an array (T, batch, {', '.join(map(str, want))}),"
+            dims = ", ".join(map(str, want))
+            raise ShapeError(f"input {name!r}: expected an array (T, batch, {dims}),"
                              f" got shape {arr.shape}")
         if arr.shape[0] < 1 or arr.shape[1] < 1:
             raise ShapeError(f"input {name!r}: T and batch must be at least 1, got {arr.shape[:2]}")
@@ -202,7 +203,8 @@ def interpret(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,
         outputs=outputs,
         backend="float",
         spikes=spikes_of if record else {},
-        states={n: {k: stack(v) for k, v in tr.items()} for n, tr in traces.items()} if record else {},
+        states={n: {k: stack(v) for k, v in tr.items()} for n, tr in traces.items()}
+        if record else {},
         counters=counters,
         margins={n: neurons[n].margin for n in spiking},
     )

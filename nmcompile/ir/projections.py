@@ -91,7 +91,8 @@ class Conv2d(Node):
         shape = _need(input_shape, name)
         c_out, c_in_g, kh, kw = self.weight.shape
         if len(shape) != 3 or shape[0] != c_in_g * self.groups:
-            raise ShapeError(f"node {name!r} (Conv2d) expects input (channels={c_in_g * self.groups}"
+            channels = c_in_g * self.groups
+            raise ShapeError(f"node {name!r} (Conv2d) expects input (channels={channels}"
                              f", height, width), got {shape}")
         h = conv_output_size(shape[1], kh, self.stride[0], self.padding[0], self.dilation[0])
         w = conv_output_size(shape[2], kw, self.stride[1], self.padding[1], self.dilation[1])
@@ -163,7 +164,7 @@ class Flatten(Node):
         if not 0 <= start <= end < n:
             raise ShapeError(f"node {name!r} (Flatten): dims {self.start_dim}..{self.end_dim} "
                              f"do not fit input of shape {shape}")
-        return shape[:start] + (int(np.prod(shape[start:end + 1])),) + shape[end + 1:]
+        return (*shape[:start], int(np.prod(shape[start:end + 1])), *shape[end + 1:])
 
 
 @register

@@ -14,13 +14,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from .. import ir
 from ..errors import NmcompileError
-from ..ir import ALIF as IrALIF
-from ..ir import LI as IrLI
-from ..ir import LIF as IrLIF
-from ..ir import Dense as IrDense
-from ..ir import Node
-from ..ir import dynamics
+from ..ir import Node, dynamics
 from . import surrogate as surrogates
 
 RESETS = ("zero", "subtract")
@@ -101,7 +97,7 @@ class LIF(SpikingModule):
         return s
 
     def to_ir(self) -> Node:
-        return IrLIF(beta=_to_numpy(self.value("beta")), threshold=_to_numpy(self.threshold),
+        return ir.LIF(beta=_to_numpy(self.value("beta")), threshold=_to_numpy(self.threshold),
                      alpha=_to_numpy(self.value("alpha")), bias=_to_numpy(self.bias),
                      reset=self.reset)
 
@@ -150,7 +146,7 @@ class ALIF(SpikingModule):
         return s
 
     def to_ir(self) -> Node:
-        return IrALIF(beta=_to_numpy(self.value("beta")), threshold=_to_numpy(self.threshold),
+        return ir.ALIF(beta=_to_numpy(self.value("beta")), threshold=_to_numpy(self.threshold),
                       rho=_to_numpy(self.value("rho")), adapt_step=_to_numpy(self.adapt_step),
                       alpha=_to_numpy(self.value("alpha")), bias=_to_numpy(self.bias),
                       reset=self.reset)
@@ -178,7 +174,7 @@ class LI(SpikingModule):
         return st["v"]
 
     def to_ir(self) -> Node:
-        return IrLI(beta=_to_numpy(self.value("beta")), alpha=_to_numpy(self.value("alpha")),
+        return ir.LI(beta=_to_numpy(self.value("beta")), alpha=_to_numpy(self.value("alpha")),
                     bias=_to_numpy(self.bias))
 
 
@@ -212,4 +208,4 @@ class Recurrent(SpikingModule):
 
     def recurrent_ir(self) -> Node:
         bias = None if self.rec.bias is None else _to_numpy(self.rec.bias)
-        return IrDense(weight=_to_numpy(self.rec.weight), bias=bias)
+        return ir.Dense(weight=_to_numpy(self.rec.weight), bias=bias)

@@ -1,0 +1,73 @@
+"""Per-node facts for people: shapes, parameters, stored synapses (used by `nmcompile inspect`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .graph import Graph
+from .node import Node, Shape
+from .projections import AvgPool2d, Conv2d, Dense, Scale, SumPool2d, _Pool2d
+
+
+def _valid_taps(size: int, out: int, kernel: int, stride: int, pad: int, dilation: int) -> int:
+    """Number of (output position, kernel tap) pairs that land inside the input (not padding)."""
+    pos = np.arange(out)[:, None] * stride - pad + np.arange(kernel)[None, :] * dilation
+    return int(((pos >= 0) & (pos < size)).sum())
+
+
+def synapses(node: Node, in_shape: Shape | None, out_shape: Shape) -> int:
+    """Connections a projection makes (input element, output element), padding excluded."""
+    if isinstance(node, Dense):
+        return int(node.weight.size)
+    if isinstance(node, (Conv2d, _Pool2d)):
+        if isinstance(node, Conv2d):
+            kh, kw = node.weight.shape[2:]
+            per_channel, dil = node.weight.shape[0] * node.weight.shape[1], node.dilation
+        else:
+            (kh, kw), per_channel, dil = node.kernel_size, in_shape[0], (1, 1)
+        h = _valid_taps(in_shape[1], out_shape[1], kh, node.stride[0], node.padding[0], dil[0])
+        w = _valid_taps(in_shape[2], out_shape[2], kw, node.stride[1], node.padding[1], dil[1])
+        return per_channel * h * w
+    if isinstance(node, Scale):
+        return int(np.prod(out_shape))
+    return 0
+
+
+def details(node: Node) -> str:
+    """Scalar parameters as `key=value`; arrays other than weights as their shape."""
+    parts = []
+    for key, value in node.params().items():
+        if key in ("weight", "shape") or value is None:
+            continue
+        if isinstance(value, np.ndarray):
+            parts.append(f"{key}=[{'x'.join(map(str, value.shape))}]")
+        elif isinstance(value, float):
+            parts.append(f"{key}={value:.4g}")
+        else:
+            parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+def summarize(graph: Graph) -> list[dict[str, Any]]:
+    """One row per node, in schedule order."""
+    shapes = graph.validate()
+    rows = []
+    for name in graph.schedule():
+        node = graph[name]
+        preds = graph.predecessors(name)
+        in_shape = shapes[preds[0][0]] if preds else None
+        rows.append({
+            "name": name,
+            "type": type(node).__name__,
+            "shape": shapes[name],
+            "inputs": [f"{src}" + (f" (delay {d})" if d else "") for src, d in preds],
+            "params": node.num_params(),
+            "synapses": synapses(node, in_shape, shapes[name]),
+            "details": details(node),
+        })
+    return rows
+
+
+__all__ = ["AvgPool2d", "SumPool2d", "summarize", "synapses"]

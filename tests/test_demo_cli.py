@@ -1,0 +1,79 @@
+"""The main job and the command line, run as a user runs them: the installed console script."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nmcompile
+from nmcompile import datasets
+
+EXE = str(Path(sys.executable).with_name("nmcompile"))
+
+
+def cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:
+    proc = subprocess.run([EXE, *args], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    if check and proc.returncode:
+        raise AssertionError(f"nmcompile {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("demo")
+    cli("demo", "--out", str(out), check=True)
+    return out
+
+
+def test_demo_trains_to_90_percent_and_the_ir_agrees(demo_dir: Path) -> None:
+    summary = json.loads((demo_dir / "summary.json").read_text())
+    acc = summary["test_accuracy"]
+    print("demo:", acc, summary["seconds"])
+    assert acc["pytorch"] >= 0.90
+    assert acc["ir_float"] >= 0.90
+    assert summary["float32_vs_ir_equal_bins"] > 0.999
+
+
+def test_demo_model_names_its_data_and_regenerates_inputs(demo_dir: Path) -> None:
+    graph = nmcompile.load(demo_dir / "digits.nmc")
+    spikes, labels = datasets.test_inputs(graph.metadata)
+    head, head_labels = datasets.test_inputs(graph.metadata, 7)
+    assert spikes.shape == (25, 360, 64) and spikes.dtype == np.uint8
+    assert np.array_equal(head, spikes[:, :7]) and np.array_equal(head_labels, labels[:7])
+    result = nmcompile.run(graph, spikes[:, :50])
+    pred = result.output().sum(axis=0).argmax(axis=1)
+    assert (pred == labels[:50]).mean() >= 0.8
+
+
+def test_inspect_prints_the_graph(demo_dir: Path) -> None:
+    proc = cli("inspect", str(demo_dir / "digits.nmc"), check=True)
+    lines = proc.stdout.splitlines()
+    assert "6 nodes, 5 edges, dt=0.001" in lines[0]
+    body = "\n".join(lines)
+    for expected in ("linear0", "Dense", "lif1", "LIF", "output", "8,192", "reset=zero",
+                     "total: 9,618 parameters, 9,472 synapses", "sklearn-digits"):
+        assert expected in body
+
+
+def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
+    proc = cli("inspect", str(tmp_path / "missing.nmc"))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0
+    assert "no such file" in proc.stderr and "Traceback" not in proc.stderr
+    (tmp_path / "bad.nmc").write_text("junk")
+    proc = cli("--debug", "inspect", str(tmp_path / "bad.nmc"))
+    assert proc.returncode == 1 and "Traceback" in proc.stderr
+
+
+def test_help_and_version() -> None:
+    proc = cli("--help", check=True)
+    assert "demo" in proc.stdout and "inspect" in proc.stdout
+    assert cli("--version", check=True).stdout.strip() == f"nmcompile {nmcompile.__version__}"
+    assert "DIR/digits.nmc" in cli("demo", "--help", check=True).stdout

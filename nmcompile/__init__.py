@@ -5,6 +5,10 @@
     nmcompile.save(graph, "net.nmc"); nmcompile.load("net.nmc")
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .api import is_quantized, run
 from .errors import (
     FormatError,
@@ -17,11 +21,17 @@ from .errors import (
 from .ir import Graph, load, save
 from .result import RunResult
 
+if TYPE_CHECKING:
+    import torch
+
 __version__ = "0.1.0"
 
 
-def from_torch(model, example_input, **kwargs):
-    """Trace a PyTorch model into a float `Graph` (see `nmcompile.frontends.pytorch`)."""
+def from_torch(model: torch.nn.Module, example_input: Any, **kwargs: Any) -> Graph:
+    """Trace a PyTorch model into a float `Graph` (see `nmcompile.frontends.pytorch`).
+
+    Imported lazily, so that `import nmcompile` (and so the CLI) does not load PyTorch.
+    """
     from .frontends.pytorch import from_torch as _from_torch
 
     return _from_torch(model, example_input, **kwargs)

@@ -14,7 +14,7 @@ from .result import RunResult
 
 def is_quantized(graph: Graph) -> bool:
     """A graph is quantised when its nodes carry fixed-point parameters."""
-    return any(getattr(node, "quantized", False) for node in graph.nodes.values())
+    return any(node.quantized for node in graph.nodes.values())
 
 
 def run(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray], backend: str | None = None,

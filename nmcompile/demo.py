@@ -100,10 +100,37 @@ def stage_interpret(d: Demo) -> None:
     d.summary["float32_vs_ir_equal_bins"] = float((torch_out.astype(np.uint8) == ir_out).mean())
 
 
+def stage_plot(d: Demo) -> None:
+    """DIR/digits.png: the training curve and, for one test digit, the IR's spike raster."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    result = run(d.graph, d.test_spikes[:, :1], record=True)
+    layers = list(result.spikes)
+    fig, axes = plt.subplots(1, 2 + len(layers), figsize=(4 * (2 + len(layers)), 3.2))
+    acc = d.summary["train_accuracy"]
+    axes[0].plot(range(1, len(acc) + 1), acc, marker="o")
+    axes[0].set(title="training accuracy", xlabel="epoch", ylim=(0, 1))
+    rasters = [("input", d.test_spikes[:, 0])] + [(n, result.spikes[n][:, 0]) for n in layers]
+    for ax, (name, spikes) in zip(axes[1:], rasters, strict=True):
+        t, idx = np.nonzero(spikes)
+        ax.scatter(t, idx, s=12, marker="|", color="k")
+        ax.set(title=f"{name} spikes", xlabel="step", ylabel="neuron",
+               xlim=(-0.5, spikes.shape[0] - 0.5), ylim=(-0.5, spikes.shape[1] - 0.5))
+    fig.suptitle(f"digit {d.test_labels[0]}: IR float interpreter")
+    fig.tight_layout()
+    fig.savefig(d.out_dir / "digits.png", dpi=100)
+    plt.close(fig)
+    d.log(f"wrote {d.out_dir / 'digits.png'}")
+
+
 STAGES: list[tuple[str, Callable[[Demo], None]]] = [
     ("train", stage_train),
     ("export", stage_export),
     ("interpret", stage_interpret),
+    ("plot", stage_plot),
 ]
 
 

@@ -39,6 +39,7 @@ def test_demo_trains_to_90_percent_and_the_ir_agrees(demo_dir: Path) -> None:
     assert acc["pytorch"] >= 0.90
     assert acc["ir_float"] >= 0.90
     assert summary["float32_vs_ir_equal_bins"] > 0.999
+    assert (demo_dir / "digits.png").stat().st_size > 10_000
 
 
 def test_demo_model_names_its_data_and_regenerates_inputs(demo_dir: Path) -> None:

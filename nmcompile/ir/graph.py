@@ -107,10 +107,6 @@ class Graph:
     def outputs(self) -> list[str]:
         return sorted(n for n, node in self.nodes.items() if isinstance(node, Output))
 
-    def of_kind(self, kind: str) -> list[str]:
-        """Names of the nodes of one family ('port', 'projection', 'neuron'), scheduled order."""
-        return [n for n in self.schedule() if self[n].kind == kind]
-
     # -- checking -----------------------------------------------------------------------
     def schedule(self) -> list[str]:
         """The order in which one step visits the nodes: a topological order of the delay-0

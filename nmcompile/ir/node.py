@@ -34,6 +34,8 @@ class Node:
     """Base of all node dataclasses. `kind` says which family: port, projection or neuron."""
 
     kind: ClassVar[str] = ""
+    #: True for node types that carry fixed-point parameters (the quantised IR).
+    quantized: ClassVar[bool] = False
 
     def output_shape(self, input_shape: Shape | None, name: str) -> Shape:
         """The shape this node produces, given the shape of its (summed) input."""

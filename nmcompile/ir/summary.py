@@ -8,7 +8,7 @@ import numpy as np
 
 from .graph import Graph
 from .node import Node, Shape
-from .projections import AvgPool2d, Conv2d, Dense, Scale, SumPool2d, _Pool2d
+from .projections import Conv2d, Dense, Scale, _Pool2d
 
 
 def _valid_taps(size: int, out: int, kernel: int, stride: int, pad: int, dilation: int) -> int:
@@ -70,4 +70,3 @@ def summarize(graph: Graph) -> list[dict[str, Any]]:
     return rows
 
 
-__all__ = ["AvgPool2d", "SumPool2d", "summarize", "synapses"]

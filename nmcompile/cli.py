@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train on scikit-learn's digits and run every stage",
                        description="Train a LIF network on scikit-learn's bundled digits "
                        "(Poisson spikes, spike-count readout), export it to the IR and check "
-                       "the IR against PyTorch. Writes DIR/digits.nmc, DIR/summary.json and DIR/digits.png.")
+                       "the IR against PyTorch. Writes DIR/digits.nmc, DIR/summary.json and "
+                       "DIR/digits.png.")
     p.add_argument("--out", default="nmcompile-demo", metavar="DIR",
                    help="output folder (default: ./nmcompile-demo)")
     p.add_argument("--epochs", type=int, default=12, help="training epochs (default: 12)")

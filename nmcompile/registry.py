@@ -14,7 +14,7 @@ from typing import Any
 from .errors import NmcompileError
 
 #: Built-in backends: name -> module path. Each later target adds its line here.
-BUILTIN: dict[str, str] = {}
+BUILTIN: dict[str, str] = {"emulator": "backends.emulator"}
 
 _loaded: dict[str, Any] = {}
 

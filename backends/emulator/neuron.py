@@ -1,0 +1,118 @@
+"""The fixed-point neuron update, the one sequential part of the emulator (numba-compiled).
+
+One kernel serves QLIF, QALIF and QLI, over a window of steps: the feed-forward simulator
+calls it once with all T steps, the recurrent one once per step. The arithmetic is written
+out in docs/fixed_point.md and is Lava 0.10's `PyLifModelBitAcc`, step for step.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from nmcompile.ir.quantized import ACT_SHIFT, DECAY_BITS, QALIF, QLI, STATE_BITS, QLIF
+
+UNITY = 1 << DECAY_BITS
+HALF = 1 << (STATE_BITS - 1)  # 2^23
+
+
+@njit(cache=True, inline="always")
+def _decay(x: np.int64, keep: np.int64) -> np.int64:
+    """x * keep / 4096, rounded toward zero."""
+    p = x * keep
+    if p >= 0:
+        return p >> DECAY_BITS
+    return -((-p) >> DECAY_BITS)
+
+
+@njit(cache=True)
+def update(a, u, v, th, du, dv, vth, bias, vth_step, da, spiking, adaptive, subtract,
+           s_out, u_out, v_out, record, unsafe):  # pragma: no cover - compiled
+    """Advance every neuron over the window.
+
+    a: (T, N) synaptic input; u, v, th: (N,) state, updated in place (th: the adaptation);
+    du..da: (N,) parameters; bias already `bias_mant << bias_exp`; vth already `vth << 6`.
+    s_out: (T, N) spikes (or v for a non-spiking readout); u_out, v_out: (T, N) traces,
+    written when `record`. unsafe: (N,) counts updates that left the safe range.
+    """
+    T, N = a.shape
+    vmax = HALF - 1
+    for t in range(T):
+        for k in range(N):
+            x = _decay(u[k], UNITY - du[k] - 1) + (a[t, k] << ACT_SHIFT)
+            if x > HALF:  # Lava's one conditional 24-bit wrap
+                x -= 2 * HALF
+                unsafe[k] += 1
+            elif x <= -HALF:
+                x += 2 * HALF
+                unsafe[k] += 1
+            u[k] = x
+            y = _decay(v[k], UNITY - dv[k]) + x + bias[k]
+            if y > vmax:
+                y = vmax
+                unsafe[k] += 1
+            elif y < -vmax:
+                y = -vmax
+                unsafe[k] += 1
+            if spiking:
+                theta = vth[k]
+                if adaptive:
+                    th[k] = _decay(th[k], UNITY - da[k])
+                    theta += th[k]
+                if y > theta:
+                    s_out[t, k] = 1
+                    y = y - theta if subtract else 0
+                    if adaptive:
+                        th[k] += vth_step[k]
+                else:
+                    s_out[t, k] = 0
+            else:
+                s_out[t, k] = y
+            v[k] = y
+            if record:
+                u_out[t, k] = x
+                v_out[t, k] = y
+
+
+class NeuronLayer:
+    """State and parameters of one quantised neuron layer, flattened to N = batch * n."""
+
+    def __init__(self, node, batch: int, n: int, shape: tuple[int, ...]) -> None:
+        self.node = node
+        self.spiking = not isinstance(node, QLI)
+        self.adaptive = isinstance(node, QALIF)
+        self.subtract = getattr(node, "reset", "zero") == "subtract"
+
+        def per_neuron(value) -> np.ndarray:
+            full = np.broadcast_to(np.asarray(value, dtype=np.int64), shape)
+            return np.ascontiguousarray(np.broadcast_to(full.reshape(1, n), (batch, n)).ravel())
+
+        self.du, self.dv = per_neuron(node.du), per_neuron(node.dv)
+        bias_exp = np.asarray(node.bias_exp, dtype=np.int64)
+        self.bias = per_neuron(np.left_shift(np.asarray(node.bias_mant, dtype=np.int64),
+                                             bias_exp))
+        zero = per_neuron(0)
+        if isinstance(node, (QLIF, QALIF)):
+            self.vth = per_neuron(np.left_shift(np.asarray(node.vth, dtype=np.int64), ACT_SHIFT))
+        else:
+            self.vth = zero
+        if self.adaptive:
+            self.vth_step = per_neuron(np.left_shift(np.asarray(node.vth_step, np.int64),
+                                                     ACT_SHIFT))
+            self.da = per_neuron(node.da)
+        else:
+            self.vth_step, self.da = zero, zero
+        N = batch * n
+        self.u, self.v, self.th = (np.zeros(N, np.int64) for _ in range(3))
+        self.unsafe = np.zeros(N, np.int64)
+
+    def step(self, a: np.ndarray, record: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """a: (T, N) int64 input. Returns (output (T, N), u (T, N), v (T, N))."""
+        T, N = a.shape
+        out = np.empty((T, N), np.int64)
+        u_out = np.empty((T, N) if record else (1, 1), np.int64)
+        v_out = np.empty((T, N) if record else (1, 1), np.int64)
+        update(a, self.u, self.v, self.th, self.du, self.dv, self.vth, self.bias,
+               self.vth_step, self.da, self.spiking, self.adaptive, self.subtract, out, u_out,
+               v_out, record, self.unsafe)
+        return out, u_out, v_out

@@ -1,0 +1,218 @@
+"""The quantised IR: nodes whose parameters are the integers the hardware uses.
+
+After `nmcompile.quantize`, a graph is Input -> projection -> neuron -> projection -> ... ->
+neuron -> Output, every projection one of `QDense`, `QSparse`, `QConv2d`, every neuron a
+`QLIF`, `QALIF` or `QLI`. The arithmetic (Loihi's, as Lava 0.10's `fixed_pt` models compute
+it) is written out in `docs/fixed_point.md`; `backends/emulator` is its reference
+implementation. Weights are stored exactly as the hardware applies them: Lava's weight
+preparation (clip, then drop the low bits it does not store) leaves them unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import GraphError, ShapeError
+from .neurons import RESETS, Neuron
+from .node import Node, Shape, check_broadcast, int_tuple, register
+from .projections import Conv2d
+
+#: Fixed-point constants of the Loihi neuron (see docs/fixed_point.md).
+DECAY_BITS = 12      # du, dv: decay by (4096 - d) / 4096 per step
+ACT_SHIFT = 6        # synaptic input and threshold are shifted left by 6
+STATE_BITS = 24      # u and v are 24-bit signed states
+VTH_MAX = 2**17 - 1  # vth is an unsigned 17-bit number
+
+
+def int_array(value, field: str, ndim: int | None = None) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind == "f":
+        if not np.all(arr == np.round(arr)):
+            raise GraphError(f"parameter {field!r} must hold integers")
+    elif arr.dtype.kind not in "biu":
+        raise GraphError(f"parameter {field!r} must hold integers, got {arr.dtype}")
+    arr = np.array(arr, dtype=np.int64)
+    if ndim is not None and arr.ndim != ndim:
+        raise GraphError(f"parameter {field!r} must have {ndim} dimensions, got {arr.shape}")
+    return arr
+
+
+def int_param(value, field: str, lo: int, hi: int) -> int | np.ndarray:
+    """An integer parameter, scalar (Python int) or per neuron (int64 array), within [lo, hi]."""
+    arr = int_array(value, field)
+    if arr.size and (arr.min() < lo or arr.max() > hi):
+        raise GraphError(f"parameter {field!r} must lie in [{lo}, {hi}], got values in "
+                         f"[{arr.min()}, {arr.max()}]")
+    return int(arr) if arr.ndim == 0 else arr
+
+
+@register
+@dataclass(eq=False)
+class QDense(Node):
+    """`a = (W @ x) << weight_exp` (an arithmetic, flooring shift right when negative), with W
+    the integer weight mantissas (out, in). x is binary spikes or graded integers."""
+
+    weight: np.ndarray
+    weight_exp: int = 0
+    kind = "projection"
+    quantized = True
+
+    def __post_init__(self) -> None:
+        self.weight = int_array(self.weight, "weight", ndim=2)
+        self.weight_exp = int(self.weight_exp)
+
+    def output_shape(self, input_shape: Shape | None, name: str) -> Shape:
+        if input_shape != (self.weight.shape[1],):
+            raise ShapeError(f"node {name!r} (QDense) expects input ({self.weight.shape[1]},), "
+                             f"got {input_shape}")
+        return (self.weight.shape[0],)
+
+
+@register
+@dataclass(eq=False)
+class QSparse(Node):
+    """`QDense` with only the non-zero synapses stored: `weight[rows[k], cols[k]] = values[k]`
+    of a matrix of shape (out, in); a synapse not listed does not exist."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    values: np.ndarray
+    shape: tuple[int, int]
+    weight_exp: int = 0
+    kind = "projection"
+    quantized = True
+
+    def __post_init__(self) -> None:
+        self.rows = int_array(self.rows, "rows", ndim=1)
+        self.cols = int_array(self.cols, "cols", ndim=1)
+        self.values = int_array(self.values, "values", ndim=1)
+        self.shape = int_tuple(self.shape, 2, "shape")
+        self.weight_exp = int(self.weight_exp)
+        if not len(self.rows) == len(self.cols) == len(self.values):
+            raise GraphError("QSparse rows, cols and values must have the same length")
+        if len(self.rows) and (self.rows.min() < 0 or self.rows.max() >= self.shape[0]
+                               or self.cols.min() < 0 or self.cols.max() >= self.shape[1]):
+            raise GraphError(f"QSparse indices fall outside its shape {self.shape}")
+
+    def output_shape(self, input_shape: Shape | None, name: str) -> Shape:
+        if input_shape != (self.shape[1],):
+            raise ShapeError(f"node {name!r} (QSparse) expects input ({self.shape[1]},), got "
+                             f"{input_shape}")
+        return (self.shape[0],)
+
+    def dense(self) -> np.ndarray:
+        w = np.zeros(self.shape, dtype=np.int64)
+        np.add.at(w, (self.rows, self.cols), self.values)
+        return w
+
+
+@register
+@dataclass(eq=False)
+class QConv2d(Node):
+    """Integer cross-correlation as `Conv2d` (zero padding), then `<< weight_exp`."""
+
+    weight: np.ndarray
+    weight_exp: int = 0
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    groups: int = 1
+    kind = "projection"
+    quantized = True
+
+    def __post_init__(self) -> None:
+        self.weight = int_array(self.weight, "weight", ndim=4)
+        self.weight_exp = int(self.weight_exp)
+        # Reuse Conv2d's checks and shape rule on the same geometry.
+        self._geometry = Conv2d(np.zeros(self.weight.shape), None, self.stride, self.padding,
+                                self.dilation, self.groups)
+        g = self._geometry
+        self.stride, self.padding, self.dilation, self.groups = (g.stride, g.padding,
+                                                                 g.dilation, g.groups)
+
+    def output_shape(self, input_shape: Shape | None, name: str) -> Shape:
+        return self._geometry.output_shape(input_shape, name)
+
+
+class _QNeuron(Neuron):
+    _ints: dict[str, tuple[int, int]] = {}
+
+    def __post_init__(self) -> None:
+        for field, (lo, hi) in self._ints.items():
+            setattr(self, field, int_param(getattr(self, field), field, lo, hi))
+        if getattr(self, "reset", "zero") not in RESETS:
+            raise GraphError(f"{type(self).__name__} reset must be one of {RESETS}")
+
+    def output_shape(self, input_shape: Shape | None, name: str) -> Shape:
+        if input_shape is None:
+            raise ShapeError(f"neuron node {name!r} has no incoming edge")
+        for field in self._ints:
+            check_broadcast(getattr(self, field), input_shape, field, name)
+        return input_shape
+
+
+_D = (0, 2**DECAY_BITS - 1)
+_BIAS = {"bias_mant": (-(2**12), 2**12 - 1), "bias_exp": (0, 7)}
+
+
+@register
+@dataclass(eq=False)
+class QLIF(_QNeuron):
+    """Loihi's LIF in fixed point (u: current, v: voltage, 24-bit states):
+
+        u = dec(u, du + 1) + (a << 6)           wraps to 24 bits
+        v = dec(v, dv) + u + (bias_mant << bias_exp)   saturates at +-(2^23 - 1)
+        s = v > (vth << 6);  v = 0 where s ("zero") or v - (vth << 6) where s ("subtract")
+
+    with `dec(x, d) = sign(x * (4096 - d)) * (|x * (4096 - d)| >> 12)`. IF is du=4095, dv=0.
+    """
+
+    vth: int | np.ndarray
+    du: int | np.ndarray = 4095
+    dv: int | np.ndarray = 0
+    bias_mant: int | np.ndarray = 0
+    bias_exp: int | np.ndarray = 0
+    reset: str = "zero"
+    states = ("u", "v")
+    quantized = True
+    _ints = {"vth": (0, VTH_MAX), "du": _D, "dv": _D, **_BIAS}
+
+
+@register
+@dataclass(eq=False)
+class QALIF(_QNeuron):
+    """QLIF with an adaptive threshold (state a, 24 bits):
+
+        u, v as QLIF;  a = dec(a, da);  theta = (vth << 6) + a
+        s = v > theta;  v = 0 or v - theta where s;  a = a + (vth_step << 6) where s
+    """
+
+    vth: int | np.ndarray
+    vth_step: int | np.ndarray = 0
+    da: int | np.ndarray = 0
+    du: int | np.ndarray = 4095
+    dv: int | np.ndarray = 0
+    bias_mant: int | np.ndarray = 0
+    bias_exp: int | np.ndarray = 0
+    reset: str = "zero"
+    states = ("u", "a", "v")
+    quantized = True
+    _ints = {"vth": (0, VTH_MAX), "vth_step": (0, VTH_MAX), "da": _D, "du": _D, "dv": _D,
+             **_BIAS}
+
+
+@register
+@dataclass(eq=False)
+class QLI(_QNeuron):
+    """Non-spiking fixed-point readout: u and v as QLIF, no threshold; it emits v."""
+
+    du: int | np.ndarray = 4095
+    dv: int | np.ndarray = 0
+    bias_mant: int | np.ndarray = 0
+    bias_exp: int | np.ndarray = 0
+    states = ("u", "v")
+    spiking = False
+    quantized = True
+    _ints = {"du": _D, "dv": _D, **_BIAS}

@@ -41,5 +41,5 @@ def run(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray], *, record: 
     return simulate(graph, spikes, record=record)
 
 
-def compile(graph: Graph, out_dir: str | Path) -> Path:  # noqa: A001 - the backend contract
+def compile(graph: Graph, out_dir: str | Path) -> Path:
     raise UnsupportedError("the emulator has no artefact to compile; use nmcompile.run")

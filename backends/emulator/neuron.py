@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from nmcompile.ir.quantized import ACT_SHIFT, DECAY_BITS, QALIF, QLI, STATE_BITS, QLIF
+from nmcompile.ir.quantized import ACT_SHIFT, DECAY_BITS, QALIF, QLI, QLIF, STATE_BITS
 
 UNITY = 1 << DECAY_BITS
 HALF = 1 << (STATE_BITS - 1)  # 2^23

@@ -54,7 +54,7 @@ _INSTALL_HINT = (
 )
 
 
-class LavaUnavailable(ImportError):
+class LavaUnavailable(ImportError):  # noqa: N818  (name fixed by the design)
     """Lava cannot be imported: not installed, or its source is not the one the shim patches."""
 
 
@@ -65,9 +65,7 @@ def _lava_version() -> str | None:
         return None
 
 
-def is_needed(
-    version_info: Sequence[int] | None = None, lava_version: str | None = None
-) -> bool:
+def is_needed(version_info: Sequence[int] | None = None, lava_version: str | None = None) -> bool:
     """Whether the shim applies: Python >= 3.11 and lava-nc 0.10.x.
 
     Arguments default to the running interpreter and the installed lava-nc; they exist so
@@ -170,8 +168,15 @@ def import_lava() -> ModuleType:
     except LavaUnavailable:
         raise
     except ImportError as exc:
+        raise LavaUnavailable(f"Lava could not be imported ({exc}); {_INSTALL_HINT}.") from exc
+    except RuntimeError as exc:
+        if "context has already been set" not in str(exc):
+            raise
         raise LavaUnavailable(
-            f"Lava could not be imported ({exc}); {_INSTALL_HINT}."
+            "Lava calls multiprocessing.set_start_method('fork') when it is first imported, "
+            "and something in this process had already fixed the start method (any call to "
+            "multiprocessing.get_start_method() or set_start_method() does). Import "
+            "backends.lava before that happens."
         ) from exc
     except ValueError as exc:  # the unpatched dataclass error, if the gate let it through
         raise LavaUnavailable(

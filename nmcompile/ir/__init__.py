@@ -9,9 +9,34 @@ from .neurons import ALIF, IF, LI, LIF, Neuron
 from .node import NODE_TYPES, Node, Shape, register
 from .ports import Input, Output
 from .projections import AvgPool2d, Conv2d, Dense, Flatten, Scale, SumPool2d
+from .quantized import QALIF, QLI, QLIF, QConv2d, QDense, QSparse
 from .serialize import load, save
 
 __all__ = [
-    "ALIF", "IF", "LI", "LIF", "NODE_TYPES", "AvgPool2d", "Conv2d", "Dense", "Flatten", "Graph",
-    "Input", "Neuron", "Node", "Output", "Scale", "Shape", "SumPool2d", "load", "register", "save",
+    "ALIF",
+    "IF",
+    "LI",
+    "LIF",
+    "NODE_TYPES",
+    "QALIF",
+    "QLI",
+    "QLIF",
+    "AvgPool2d",
+    "Conv2d",
+    "Dense",
+    "Flatten",
+    "Graph",
+    "Input",
+    "Neuron",
+    "Node",
+    "Output",
+    "QConv2d",
+    "QDense",
+    "QSparse",
+    "Scale",
+    "Shape",
+    "SumPool2d",
+    "load",
+    "register",
+    "save",
 ]

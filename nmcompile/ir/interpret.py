@@ -61,7 +61,8 @@ def _projection(node: Node) -> Callable[[Tensor], Tensor]:
     if isinstance(node, Dense):
         w = torch.as_tensor(node.weight, dtype=DTYPE)
         b = None if node.bias is None else torch.as_tensor(node.bias, dtype=DTYPE)
-        return lambda x: F.linear(x, w, b)
+        out = node.out_shape or (w.shape[0],)
+        return lambda x: F.linear(x.reshape(x.shape[0], -1), w, b).reshape(x.shape[0], *out)
     if isinstance(node, Conv2d):
         w = torch.as_tensor(node.weight, dtype=DTYPE)
         b = None if node.bias is None else torch.as_tensor(node.bias, dtype=DTYPE)

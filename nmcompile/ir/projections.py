@@ -20,16 +20,33 @@ def _need(input_shape: Shape | None, name: str) -> Shape:
     return input_shape
 
 
+def matrix_output_shape(node: Node, n_in: int, n_out: int, input_shape: Shape | None,
+                        name: str) -> Shape:
+    """Shape rule of the matrix projections: any input of n_in elements (read flattened,
+    C order); output (n_out,), or `out_shape` when the node gives one."""
+    shape = _need(input_shape, name)
+    if int(np.prod(shape)) != n_in:
+        raise ShapeError(f"node {name!r} ({type(node).__name__}) expects an input of {n_in} "
+                         f"values, got shape {shape}; fix the weight's second dimension")
+    out_shape = getattr(node, "out_shape", None)
+    if out_shape is not None and int(np.prod(out_shape)) != n_out:
+        raise ShapeError(f"node {name!r}: out_shape {out_shape} does not hold {n_out} values")
+    return out_shape or (n_out,)
+
+
 @register
 @dataclass(eq=False)
 class Dense(Node):
     """Fully connected: `y = W @ x + b`, with W of shape (out, in) and b of shape (out,).
 
+    x is read flattened (C order), so a Dense may follow a convolution's (C, H, W) directly;
+    y has shape (out,), or `out_shape` when given (a folded chain that ends in an image).
     The bias, when present, is added every step, whether or not any spike arrived.
     """
 
     weight: np.ndarray
     bias: np.ndarray | None = None
+    out_shape: tuple[int, ...] | None = None
     kind = "projection"
 
     def __post_init__(self) -> None:
@@ -39,14 +56,12 @@ class Dense(Node):
             if self.bias.shape[0] != self.weight.shape[0]:
                 raise GraphError(f"Dense bias has {self.bias.shape[0]} values for "
                                  f"{self.weight.shape[0]} outputs")
+        if self.out_shape is not None:
+            self.out_shape = tuple(int(s) for s in self.out_shape)
 
     def output_shape(self, input_shape: Shape | None, name: str) -> Shape:
-        shape = _need(input_shape, name)
-        if shape != (self.weight.shape[1],):
-            raise ShapeError(f"node {name!r} (Dense) expects input of shape "
-                             f"({self.weight.shape[1]},), got {shape}; add a Flatten before it "
-                             f"or fix the weight's second dimension")
-        return (self.weight.shape[0],)
+        return matrix_output_shape(node=self, n_in=self.weight.shape[1],
+                                   n_out=self.weight.shape[0], input_shape=input_shape, name=name)
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:

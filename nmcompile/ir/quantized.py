@@ -11,13 +11,14 @@ preparation (clip, then drop the low bits it does not store) leaves them unchang
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from ..errors import GraphError, ShapeError
 from .neurons import RESETS, Neuron
 from .node import Node, Shape, check_broadcast, int_tuple, register
-from .projections import Conv2d
+from .projections import Conv2d, matrix_output_shape
 
 #: Fixed-point constants of the Loihi neuron (see docs/fixed_point.md).
 DECAY_BITS = 12      # du, dv: decay by (4096 - d) / 4096 per step
@@ -56,18 +57,19 @@ class QDense(Node):
 
     weight: np.ndarray
     weight_exp: int = 0
+    out_shape: tuple[int, ...] | None = None
     kind = "projection"
     quantized = True
 
     def __post_init__(self) -> None:
         self.weight = int_array(self.weight, "weight", ndim=2)
         self.weight_exp = int(self.weight_exp)
+        if self.out_shape is not None:
+            self.out_shape = tuple(int(s) for s in self.out_shape)
 
     def output_shape(self, input_shape: Shape | None, name: str) -> Shape:
-        if input_shape != (self.weight.shape[1],):
-            raise ShapeError(f"node {name!r} (QDense) expects input ({self.weight.shape[1]},), "
-                             f"got {input_shape}")
-        return (self.weight.shape[0],)
+        return matrix_output_shape(self, self.weight.shape[1], self.weight.shape[0],
+                                   input_shape, name)
 
 
 @register
@@ -81,6 +83,7 @@ class QSparse(Node):
     values: np.ndarray
     shape: tuple[int, int]
     weight_exp: int = 0
+    out_shape: tuple[int, ...] | None = None
     kind = "projection"
     quantized = True
 
@@ -90,6 +93,8 @@ class QSparse(Node):
         self.values = int_array(self.values, "values", ndim=1)
         self.shape = int_tuple(self.shape, 2, "shape")
         self.weight_exp = int(self.weight_exp)
+        if self.out_shape is not None:
+            self.out_shape = tuple(int(s) for s in self.out_shape)
         if not len(self.rows) == len(self.cols) == len(self.values):
             raise GraphError("QSparse rows, cols and values must have the same length")
         if len(self.rows) and (self.rows.min() < 0 or self.rows.max() >= self.shape[0]
@@ -97,10 +102,7 @@ class QSparse(Node):
             raise GraphError(f"QSparse indices fall outside its shape {self.shape}")
 
     def output_shape(self, input_shape: Shape | None, name: str) -> Shape:
-        if input_shape != (self.shape[1],):
-            raise ShapeError(f"node {name!r} (QSparse) expects input ({self.shape[1]},), got "
-                             f"{input_shape}")
-        return (self.shape[0],)
+        return matrix_output_shape(self, self.shape[1], self.shape[0], input_shape, name)
 
     def dense(self) -> np.ndarray:
         w = np.zeros(self.shape, dtype=np.int64)
@@ -137,7 +139,7 @@ class QConv2d(Node):
 
 
 class _QNeuron(Neuron):
-    _ints: dict[str, tuple[int, int]] = {}
+    _ints: ClassVar[dict[str, tuple[int, int]]] = {}
 
     def __post_init__(self) -> None:
         for field, (lo, hi) in self._ints.items():
@@ -177,7 +179,7 @@ class QLIF(_QNeuron):
     reset: str = "zero"
     states = ("u", "v")
     quantized = True
-    _ints = {"vth": (0, VTH_MAX), "du": _D, "dv": _D, **_BIAS}
+    _ints: ClassVar[dict[str, tuple[int, int]]] = {"vth": (0, VTH_MAX), "du": _D, "dv": _D, **_BIAS}
 
 
 @register
@@ -199,7 +201,7 @@ class QALIF(_QNeuron):
     reset: str = "zero"
     states = ("u", "a", "v")
     quantized = True
-    _ints = {"vth": (0, VTH_MAX), "vth_step": (0, VTH_MAX), "da": _D, "du": _D, "dv": _D,
+    _ints: ClassVar[dict[str, tuple[int, int]]] = {"vth": (0, VTH_MAX), "vth_step": (0, VTH_MAX), "da": _D, "du": _D, "dv": _D,
              **_BIAS}
 
 
@@ -215,4 +217,4 @@ class QLI(_QNeuron):
     states = ("u", "v")
     spiking = False
     quantized = True
-    _ints = {"du": _D, "dv": _D, **_BIAS}
+    _ints: ClassVar[dict[str, tuple[int, int]]] = {"du": _D, "dv": _D, **_BIAS}

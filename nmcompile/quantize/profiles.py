@@ -1,0 +1,56 @@
+"""Fixed-point profiles: what a target can store, as data. A new target is one more entry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import NmcompileError
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Widths and ranges of one fixed-point target.
+
+    Neuron arithmetic is Loihi's (docs/fixed_point.md): 24-bit u and v, 12-bit decays,
+    17-bit vth, 13-bit bias mantissa with a 3-bit exponent; these fields say so, and a
+    profile may only narrow what the emulator implements. Weights are `weight_bits`-bit
+    mantissas (sign included) times 2**weight_exp.
+    """
+
+    name: str
+    weight_bits: int = 8
+    weight_exp_range: tuple[int, int] = (-8, 7)
+    state_bits: int = 24
+    vth_bits: int = 17
+    bias_mant_bits: int = 13
+    bias_exp_range: tuple[int, int] = (0, 7)
+    #: Largest fraction of the 24-bit state range a layer's calibrated peak may use.
+    headroom: float = 0.5
+    #: Below this density a matrix projection becomes QSparse.
+    sparse_below: float = 0.2
+    neurons_per_core: int = 8192
+    synapses_per_core: int = 1 << 16
+    #: Loihi's dense synapses drop a mixed-sign 8-bit weight's lowest bit (Lava's
+    #: `truncate_weights`); weights are then emitted even so that they survive unchanged.
+    drop_low_bit_if_mixed: bool = True
+
+
+PROFILES: dict[str, Profile] = {
+    # Loihi 2 through Lava 0.10: Dense/Sparse weights 8-bit (sign mode per matrix), weight_exp
+    # a small shift. Core sizes: 8192 neurons, synaptic memory of order 2^16 synapses (Davies
+    # et al., IEEE Micro 2018, for Loihi 1; Loihi 2 is larger). Placement is not done yet.
+    "loihi2": Profile("loihi2"),
+    # A wider FPGA variant: 16-bit weights; the same neuron core.
+    "fpga16": Profile("fpga16", weight_bits=16, weight_exp_range=(-16, 15),
+                      drop_low_bit_if_mixed=False, neurons_per_core=1 << 16,
+                      synapses_per_core=1 << 22),
+}
+
+
+def get_profile(profile: str | Profile) -> Profile:
+    if isinstance(profile, Profile):
+        return profile
+    try:
+        return PROFILES[profile]
+    except KeyError:
+        raise NmcompileError(f"unknown profile {profile!r}; known: {', '.join(PROFILES)}") from None

@@ -1,0 +1,298 @@
+"""`quantize`: float graph -> quantised graph (integers as the hardware stores them).
+
+Per neuron layer, one scale S maps float state to integer state (v_int = S * v). Every
+projection into the layer gets the weight exponent that uses its mantissa range best:
+`W_int * 2**weight_exp * 64 = S * W`; the threshold is `vth = S * threshold / 64`, the bias
+`bias_mant << bias_exp = S * bias`, the decays `du = 4095 - 4096 * alpha`,
+`dv = 4096 * (1 - beta)`. S is the largest scale for which the layer's peak state stays within
+`headroom` of the 24-bit range, vth fits 17 bits, the bias fits, and every weight exponent
+stays in the profile's range. Peaks come from calibration data (a float run) when given, else
+from a worst-case bound (every input spiking at once).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import NmcompileError, UnsupportedError
+from ..ir import ALIF, IF, LI, LIF, Conv2d, Graph, Input, Output
+from ..ir.neurons import Neuron
+from ..ir.quantized import ACT_SHIFT, QALIF, QLI, QLIF, VTH_MAX, QConv2d, QDense, QSparse
+from ..passes import fold_linear
+from .profiles import Profile, get_profile
+
+UNIT = 1 << ACT_SHIFT  # synaptic input a counts in units of 64 of u and v
+
+
+@dataclass
+class ProjectionReport:
+    name: str
+    source: str
+    kind: str
+    weight_exp: int
+    sign_mode: str
+    clipped: float          # fraction of weights clipped to the mantissa range
+    worst_error: float      # largest |W_q - W| / max |W|
+    density: float
+
+
+@dataclass
+class LayerReport:
+    name: str
+    kind: str
+    scale: float            # integer units of v per float unit
+    peak: float             # estimated peak |state| (float units)
+    peak_fraction: float    # peak * scale / 2^23
+    vth: Any
+    du: Any
+    dv: Any
+    bias_exp: int
+    lossy: list[str] = field(default_factory=list)
+    projections: list[ProjectionReport] = field(default_factory=list)
+    calibrated: bool = False
+
+    @property
+    def warnings(self) -> list[str]:
+        out = list(self.lossy)
+        if self.peak_fraction > 1:
+            out.append(f"estimated peak state is {self.peak_fraction:.2f}x the safe range")
+        return out
+
+
+@dataclass
+class QuantizationReport:
+    profile: str
+    layers: list[LayerReport]
+
+    def table(self) -> str:
+        lines = [f"quantised for profile {self.profile!r}"]
+        head = ("layer", "from", "kind", "w_exp", "sign", "clipped", "worst err", "scale", "vth",
+                "peak/safe")
+        rows = [head]
+        for layer in self.layers:
+            vth = layer.vth if np.ndim(layer.vth) == 0 else \
+                f"[{np.min(layer.vth)}..{np.max(layer.vth)}]"
+            for k, p in enumerate(layer.projections):
+                rows.append((layer.name if k == 0 else "", p.source, p.kind, str(p.weight_exp),
+                             p.sign_mode, f"{p.clipped:.1%}", f"{p.worst_error:.2%}",
+                             f"{layer.scale:.4g}" if k == 0 else "", str(vth) if k == 0 else "",
+                             f"{layer.peak_fraction:.2f}" + ("" if layer.calibrated else "*")
+                             if k == 0 else ""))
+        widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+        lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+                  for r in rows]
+        if not all(layer.calibrated for layer in self.layers):
+            lines.append("(* peak from a worst-case bound; calibrate for measured peaks)")
+        for layer in self.layers:
+            for w in layer.warnings:
+                lines.append(f"warning: layer {layer.name!r}: {w}")
+        return "\n".join(lines)
+
+    def to_json(self) -> dict[str, Any]:
+        def clean(v: Any) -> Any:
+            if isinstance(v, np.ndarray):
+                return {"min": int(v.min()), "max": int(v.max())}
+            return v
+        return {"profile": self.profile, "layers": [
+            {k: clean(v) for k, v in vars(layer).items() if k != "projections"}
+            | {"projections": [vars(p) for p in layer.projections]} for layer in self.layers]}
+
+
+def _mantissa_range(profile: Profile, mode: str) -> tuple[int, int, int]:
+    """(lowest, highest, step) of the stored weight for a sign mode."""
+    b = profile.weight_bits
+    if not profile.drop_low_bit_if_mixed:
+        return -(2 ** (b - 1)), 2 ** (b - 1) - 1, 1
+    if mode == "mixed":
+        return -(2 ** b), 2 ** b - 2, 2
+    if mode == "excitatory":
+        return 0, 2 ** b - 1, 1
+    return -(2 ** b - 1), 0, 1
+
+
+def _sign_mode(w: np.ndarray) -> str:
+    if (w >= 0).all():
+        return "excitatory"
+    if (w <= 0).all():
+        return "inhibitory"
+    return "mixed"
+
+
+def _weight_exp(wmax: float, hi: int, profile: Profile) -> int:
+    """Smallest exponent (within range) at which the largest scaled weight fits."""
+    lo_e, hi_e = profile.weight_exp_range
+    if wmax == 0:
+        return 0
+    return int(np.clip(math.ceil(math.log2(wmax / hi)), lo_e, hi_e))
+
+
+def _quantize_weights(name: str, source: str, node, scale: float, profile: Profile
+                      ) -> tuple[Any, ProjectionReport]:
+    w = node.weight * scale / UNIT
+    mode = _sign_mode(node.weight)
+    lo, hi, step = _mantissa_range(profile, mode)
+    e = _weight_exp(float(np.abs(w).max(initial=0)), min(hi, -lo) if mode == "mixed" else
+                    max(hi, -lo), profile)
+    exact = w / 2.0 ** e
+    q = np.round(exact / step) * step
+    clipped = float(((q < lo) | (q > hi)).mean()) if q.size else 0.0
+    q = np.clip(q, lo, hi).astype(np.int64)
+    wmax = float(np.abs(node.weight).max(initial=0))
+    err = float(np.abs(q * 2.0 ** e * UNIT / scale - node.weight).max(initial=0))
+    density = float(np.count_nonzero(q) / q.size) if q.size else 0.0
+    if isinstance(node, Conv2d):
+        qnode = QConv2d(q, e, node.stride, node.padding, node.dilation, node.groups)
+        kind = "conv"
+    elif density < profile.sparse_below:
+        rows, cols = np.nonzero(q)
+        qnode = QSparse(rows, cols, q[rows, cols], q.shape, e, node.out_shape)
+        kind = "sparse"
+    else:
+        qnode = QDense(q, e, node.out_shape)
+        kind = "dense"
+    report = ProjectionReport(name, source, kind, e, mode, clipped,
+                              err / wmax if wmax else 0.0, density)
+    return qnode, report
+
+
+def _fan_in_bound(node) -> float:
+    """Largest sum of |weights| into one output: the input when every source spikes."""
+    if isinstance(node, Conv2d):
+        return float(np.abs(node.weight).sum(axis=(1, 2, 3)).max(initial=0))
+    return float(np.abs(node.weight).sum(axis=1).max(initial=0))
+
+
+def _amax(value: Any) -> float:
+    return float(np.max(np.abs(value)))
+
+
+def _decay(factor: Any, offset: int, name: str, what: str, lossy: list[str]) -> Any:
+    """4096 * (1 - factor) - offset as a 12-bit integer (scalar or per neuron)."""
+    d = np.rint(4096 * (1 - np.asarray(factor, dtype=np.float64)) - offset)
+    clipped = np.clip(d, 0, 4095)
+    if np.any(clipped != d):
+        lossy.append(f"{what} {np.asarray(factor).min():g}..{np.asarray(factor).max():g} "
+                     f"is outside what 12 bits hold; clipped")
+    out = clipped.astype(np.int64)
+    return int(out) if out.ndim == 0 else out
+
+
+def _calibrate(graph: Graph, calibration: Any) -> dict[str, float]:
+    """Measured peak |i| and |v| (float units) per neuron layer of the folded graph."""
+    from ..ir.interpret import interpret
+
+    result = interpret(graph, calibration, record=True)
+    peaks = {}
+    for name, states in result.states.items():
+        node = graph[name]
+        extra = _amax(getattr(node, "threshold", 0.0)) + _amax(node.bias)
+        peaks[name] = max(float(np.abs(s).max(initial=0)) for s in states.values()) + extra
+    return peaks
+
+
+def quantize(graph: Graph, profile: str | Profile = "loihi2",
+             calibration: np.ndarray | Mapping[str, np.ndarray] | None = None,
+             *, report: bool = False) -> Graph | tuple[Graph, QuantizationReport]:
+    """Quantise a float graph for `profile`; with `report=True` also return the per-layer
+    report (exponents, clipping, rounding errors, safe-range use)."""
+    prof = get_profile(profile)
+    folded = fold_linear(graph)
+    shapes = folded.validate()
+    measured = _calibrate(folded, calibration) if calibration is not None else None
+    out = Graph(dt=graph.dt, metadata=dict(graph.metadata))
+    layers: list[LayerReport] = []
+    half = 2.0 ** (prof.state_bits - 1)
+    for name in folded.schedule():
+        node = folded[name]
+        if isinstance(node, Input):
+            out.add_node(name, node)
+        elif isinstance(node, Output):
+            for src, _ in folded.predecessors(name):
+                if not isinstance(folded[src], Neuron):
+                    raise UnsupportedError(f"output {name!r} is fed by a projection; the "
+                                           f"fixed-point targets need a neuron layer (an LI "
+                                           f"readout) before each output")
+            out.add_node(name, node)
+        elif isinstance(node, Neuron):
+            layers.append(_quantize_layer(folded, name, node, shapes, prof, measured, half, out))
+    for u, v, d in folded.edges():
+        out.add_edge(u, v, d)
+    out.metadata["quantization"] = {"profile": prof.name,
+                                    "scales": {r.name: r.scale for r in layers}}
+    out.validate()
+    rep = QuantizationReport(prof.name, layers)
+    return (out, rep) if report else out
+
+
+def _quantize_layer(folded: Graph, name: str, node: Neuron, shapes, prof: Profile,
+                    measured: dict[str, float] | None, half: float, out: Graph) -> LayerReport:
+    if isinstance(node, (LIF, ALIF, IF)) and np.any(np.asarray(node.threshold) <= 0):
+        raise NmcompileError(f"layer {name!r}: thresholds must be > 0 in fixed point "
+                             f"(vth is unsigned)")
+    projections = []
+    for pname, _ in folded.predecessors(name):
+        src = folded.predecessors(pname)[0][0]
+        if isinstance(folded[src], LI):
+            raise UnsupportedError(f"layer {name!r} is fed by the voltage of LI layer {src!r}; "
+                                   f"on the fixed-point targets only spikes and inputs travel")
+        projections.append((pname, src, folded[pname]))
+    alpha = getattr(node, "alpha", 0.0)
+    beta = getattr(node, "beta", 1.0)
+    bias = _amax(node.bias)
+    thr = _amax(getattr(node, "threshold", 0.0))
+    thr += _amax(getattr(node, "adapt_step", 0.0)) * 4  # room for a few adaptation steps
+    if measured is not None:
+        peak = measured[name]
+    else:
+        x = sum(_fan_in_bound(p) for _, _, p in projections)
+        i = x / max(1e-6, 1 - _amax(alpha))
+        peak = thr + i + bias if node.spiking else (i + bias) / max(1e-3, 1 - _amax(beta))
+    scale = prof.headroom * half / max(peak, 1e-12)
+    if thr > 0:
+        scale = min(scale, (2 ** prof.vth_bits - 1) * UNIT / thr)
+    if bias > 0:
+        scale = min(scale, (2 ** (prof.bias_mant_bits - 1) - 1) * 2 ** prof.bias_exp_range[1]
+                    / bias)
+    for _, _, p in projections:
+        wmax = float(np.abs(p.weight).max(initial=0))
+        lo, hi, _ = _mantissa_range(prof, _sign_mode(p.weight))
+        if wmax:
+            scale = min(scale, min(hi, -lo or hi) * 2.0 ** prof.weight_exp_range[1] * UNIT / wmax)
+    lossy: list[str] = []
+    threshold = getattr(node, "threshold", None)
+    if threshold is not None and np.ndim(threshold) == 0:
+        vth = int(np.clip(round(threshold * scale / UNIT), 0, VTH_MAX))
+        scale = vth * UNIT / threshold  # make the threshold exact at this scale
+    elif threshold is not None:
+        vth = np.clip(np.rint(np.asarray(threshold) * scale / UNIT), 0, VTH_MAX).astype(np.int64)
+    reports = []
+    for pname, src, p in projections:
+        qnode, rep = _quantize_weights(pname, src, p, scale, prof)
+        out.add_node(pname, qnode)
+        reports.append(rep)
+    b = np.asarray(node.bias, dtype=np.float64) * scale
+    bmax_mant = 2 ** (prof.bias_mant_bits - 1) - 1
+    bias_exp = int(np.clip(math.ceil(math.log2(max(_amax(b), 1) / bmax_mant)),
+                           *prof.bias_exp_range)) if _amax(b) > bmax_mant else 0
+    bias_mant = np.rint(b / 2 ** bias_exp).astype(np.int64)
+    bias_mant = int(bias_mant) if bias_mant.ndim == 0 else bias_mant
+    du = _decay(alpha, 1, name, "alpha", lossy)
+    dv = _decay(beta, 0, name, "beta", lossy)
+    common = {"du": du, "dv": dv, "bias_mant": bias_mant, "bias_exp": bias_exp}
+    if isinstance(node, LI):
+        qnode = QLI(**common)
+    elif isinstance(node, ALIF):
+        step = np.rint(np.asarray(node.adapt_step) * scale / UNIT).astype(np.int64)
+        qnode = QALIF(vth=vth, vth_step=int(step) if step.ndim == 0 else step,
+                      da=_decay(node.rho, 0, name, "rho", lossy), reset=node.reset, **common)
+    else:
+        qnode = QLIF(vth=vth, reset=node.reset, **common)
+    out.add_node(name, qnode)
+    return LayerReport(name, type(node).__name__, scale, peak, peak * scale / half,
+                       qnode.params().get("vth"), du, dv, bias_exp, lossy, reports,
+                       measured is not None)

@@ -201,8 +201,8 @@ class QALIF(_QNeuron):
     reset: str = "zero"
     states = ("u", "a", "v")
     quantized = True
-    _ints: ClassVar[dict[str, tuple[int, int]]] = {"vth": (0, VTH_MAX), "vth_step": (0, VTH_MAX), "da": _D, "du": _D, "dv": _D,
-             **_BIAS}
+    _ints: ClassVar[dict[str, tuple[int, int]]] = {
+        "vth": (0, VTH_MAX), "vth_step": (0, VTH_MAX), "da": _D, "du": _D, "dv": _D, **_BIAS}
 
 
 @register

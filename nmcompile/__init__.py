@@ -2,6 +2,9 @@
 
     graph = nmcompile.from_torch(model, example_spikes)   # float IR, equal to the model
     result = nmcompile.run(graph, spikes)                 # float interpreter -> RunResult
+    qgraph = nmcompile.quantize(graph)                    # fixed point, for the targets
+    result = nmcompile.run(qgraph, spikes)                # the emulator, bit-accurate
+    nmcompile.verify(qgraph, spikes, ["emulator", "lava"])  # targets agree spike for spike
     nmcompile.save(graph, "net.nmc"); nmcompile.load("net.nmc")
 """
 
@@ -9,7 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .api import is_quantized, run
+from . import quantize as _quantize_package  # noqa: F401 - bound before the function below
+from .api import is_quantized, quantize, run
 from .errors import (
     FormatError,
     GraphError,
@@ -20,6 +24,7 @@ from .errors import (
 )
 from .ir import Graph, load, save
 from .result import RunResult
+from .verify import verify
 
 if TYPE_CHECKING:
     import torch
@@ -39,6 +44,6 @@ def from_torch(model: torch.nn.Module, example_input: Any, **kwargs: Any) -> Gra
 
 __all__ = [
     "FormatError", "Graph", "GraphError", "LimitError", "NmcompileError", "RunResult",
-    "ShapeError", "UnsupportedError", "__version__", "from_torch", "is_quantized", "load", "run",
-    "save",
+    "ShapeError", "UnsupportedError", "__version__", "from_torch", "is_quantized", "load",
+    "quantize", "run", "save", "verify",
 ]

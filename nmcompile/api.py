@@ -32,3 +32,10 @@ def run(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray], backend: st
 
         return interpret(graph, spikes, **options)
     return get_backend(backend).run(graph, spikes, **options)
+
+
+def quantize(graph: Graph, profile: str = "loihi2", calibration: Any = None, **kwargs: Any):
+    """Quantise a float graph for a fixed-point profile (see `nmcompile.quantize.quantizer`)."""
+    from .quantize.quantizer import quantize as _quantize
+
+    return _quantize(graph, profile, calibration, **kwargs)

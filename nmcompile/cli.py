@@ -62,6 +62,98 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _samples(graph, n: int, seed: int = 0):
+    """N test samples of the model's data set, else N seeded random inputs; and labels."""
+    from . import datasets
+
+    if "dataset" in graph.metadata and "encoding" in graph.metadata:
+        return datasets.test_inputs(graph.metadata, n)
+    shapes = {name: graph[name].shape for name in graph.inputs}
+    spikes = datasets.random_inputs(shapes, n, seed=seed)
+    return (spikes if len(spikes) > 1 else next(iter(spikes.values()))), None
+
+
+def _input_file(path: str):
+    import numpy as np
+
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as exc:
+        raise NmcompileError(f"cannot read spikes from {path}: {exc}") from None
+    if isinstance(data, np.lib.npyio.NpzFile):
+        return {k: data[k] for k in data.files}
+    return data
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from .ir import save
+    from .quantize.quantizer import quantize
+
+    graph = _load(args.model)
+    calibration = None
+    if args.calibrate:
+        calibration, _ = _samples(graph, args.calibrate)
+    qgraph, report = quantize(graph, args.profile, calibration, report=True)
+    print(report.table())
+    save(qgraph, args.output)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .api import run
+
+    graph = _load(args.model)
+    spikes = _input_file(args.input)
+    result = run(graph, spikes, backend=args.backend, record=args.record)
+    for name, out in result.outputs.items():
+        kind = "spikes" if out.dtype == np.uint8 else "values"
+        print(f"{name}: {kind} {out.shape}, total {out.sum():g}")
+    for counter, per_node in result.counters.items():
+        print(f"{counter}: " + ", ".join(f"{k}={v:,}" for k, v in per_node.items()))
+    if args.output:
+        arrays = {f"output/{k}": v for k, v in result.outputs.items()}
+        arrays |= {f"spikes/{k}": v for k, v in result.spikes.items()}
+        np.savez_compressed(args.output, **arrays)
+        print(f"wrote {args.output} (backend {result.backend})")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    import json
+
+    from .verify import verify
+
+    graph = _load(args.model)
+    labels = None
+    if args.input:
+        spikes = _input_file(args.input)
+    else:
+        spikes, labels = _samples(graph, args.samples, args.seed)
+    backends = [b for b in args.backends.split(",") if b]
+    report = verify(graph, spikes, backends, profile=args.profile, labels=labels)
+    if args.json:
+        print(json.dumps(report.to_json(), default=float))
+        return 0 if report.equal else 1
+    print(f"{'backend':<12} {'spikes':>10}  agrees with {report.reference}")
+    bad = {m.backend for m in report.mismatches}
+    for name, info in report.backends.items():
+        verdict = "reference" if name == report.reference else (
+            "NO" if name in bad else "yes, every spike")
+        print(f"{name:<12} {info['spikes']:>10,}  {verdict}")
+    for m in report.mismatches:
+        print(f"mismatch: {m}")
+    if report.float_agreement is not None:
+        print(f"float vs quantised: {report.float_agreement:.2%} of output (step, neuron) "
+              f"bins equal")
+    for k, v in report.accuracy.items():
+        print(f"accuracy ({k}): {v:.2%}")
+    print("all backends agree" if report.equal else "backends DISAGREE")
+    return 0 if report.equal else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nmcompile", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,6 +177,44 @@ def build_parser() -> argparse.ArgumentParser:
                        "output shape, inputs with their edge delays, parameters, synapses.")
     p.add_argument("model", metavar="MODEL", help="a .nmc file")
     p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("quantize", help="quantise a float model to fixed point",
+                       description="Fold linear chains, choose per-layer scales and per-"
+                       "projection weight exponents for a fixed-point profile, print the "
+                       "per-layer report and write the quantised model.")
+    p.add_argument("model", metavar="MODEL", help="a float .nmc file")
+    p.add_argument("-o", "--output", required=True, metavar="QMODEL.nmc")
+    p.add_argument("--profile", default="loihi2", help="loihi2 (default) or fpga16")
+    p.add_argument("--calibrate", type=int, default=0, metavar="N",
+                   help="pick scales from activity on N samples of the model's data set")
+    p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("run", help="run a model on input spikes",
+                       description="Run MODEL on spikes (T, batch, *input_shape) from a .npy "
+                       "file (or an .npz by input name). A float model runs on the float "
+                       "interpreter, a quantised one on the emulator, unless --backend says.")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--input", required=True, metavar="SPIKES.npy")
+    p.add_argument("--backend", default=None, help="float, emulator, ...")
+    p.add_argument("--record", action="store_true", help="also save per-layer spikes")
+    p.add_argument("-o", "--output", metavar="OUT.npz", help="save outputs (and spikes)")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("verify", help="check that backends agree spike for spike",
+                       description="Run the same input through each backend and compare "
+                       "output and per-layer spikes exactly; exit 0 only if all agree. A float "
+                       "model is quantised first (--profile) and float-vs-quantised agreement "
+                       "and, when the model names its data set, accuracies are reported.")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--backends", default="emulator", help="comma-separated, first is the "
+                   "reference (default: emulator)")
+    p.add_argument("--samples", type=int, default=32, metavar="N",
+                   help="N test samples of the model's data set, else N seeded random inputs")
+    p.add_argument("--input", metavar="SPIKES.npy", help="use these spikes instead")
+    p.add_argument("--profile", default="loihi2")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_verify)
     return parser
 
 

@@ -58,6 +58,14 @@ def encode_spikes(x: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
     return spikes.numpy().astype(np.uint8)
 
 
+def random_inputs(shapes: dict[str, tuple[int, ...]], n: int, num_steps: int = 25,
+                  p: float = 0.2, seed: int = 0) -> dict[str, np.ndarray]:
+    """Seeded Bernoulli spikes (T, n, *shape) for each input, for models that name no data."""
+    rng = np.random.default_rng(seed)
+    return {name: (rng.random((num_steps, n, *shape)) < p).astype(np.uint8)
+            for name, shape in shapes.items()}
+
+
 def test_inputs(metadata: dict[str, Any], n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The first n encoded samples (T, n, *shape) and labels of the data the model names."""
     if "dataset" not in metadata or "encoding" not in metadata:

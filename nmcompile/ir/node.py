@@ -45,12 +45,14 @@ class Node:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
     def num_params(self) -> int:
-        """Number of stored parameter values (array elements; scalars count one)."""
+        """Number of stored parameter values (array elements; numeric scalars count one,
+        structural integers such as `groups` none)."""
         n = 0
-        for value in self.params().values():
+        for key, value in self.params().items():
             if isinstance(value, np.ndarray):
                 n += value.size
-            elif isinstance(value, float):
+            elif isinstance(value, (int, float)) and not isinstance(value, bool) \
+                    and key not in ("groups", "start_dim", "end_dim"):
                 n += 1
         return n
 

@@ -9,6 +9,7 @@ import numpy as np
 from .graph import Graph
 from .node import Node, Shape
 from .projections import Conv2d, Dense, Scale, _Pool2d
+from .quantized import QConv2d, QDense, QSparse
 
 
 def _valid_taps(size: int, out: int, kernel: int, stride: int, pad: int, dilation: int) -> int:
@@ -19,10 +20,12 @@ def _valid_taps(size: int, out: int, kernel: int, stride: int, pad: int, dilatio
 
 def synapses(node: Node, in_shape: Shape | None, out_shape: Shape) -> int:
     """Connections a projection makes (input element, output element), padding excluded."""
-    if isinstance(node, Dense):
+    if isinstance(node, (Dense, QDense)):
         return int(node.weight.size)
-    if isinstance(node, (Conv2d, _Pool2d)):
-        if isinstance(node, Conv2d):
+    if isinstance(node, QSparse):
+        return len(node.values)
+    if isinstance(node, (Conv2d, QConv2d, _Pool2d)):
+        if isinstance(node, (Conv2d, QConv2d)):
             kh, kw = node.weight.shape[2:]
             per_channel, dil = node.weight.shape[0] * node.weight.shape[1], node.dilation
         else:

@@ -6,8 +6,8 @@ projection into the layer gets the weight exponent that uses its mantissa range 
 `bias_mant << bias_exp = S * bias`, the decays `du = 4095 - 4096 * alpha`,
 `dv = 4096 * (1 - beta)`. S is the largest scale for which the layer's peak state stays within
 `headroom` of the 24-bit range, vth fits 17 bits, the bias fits, and every weight exponent
-stays in the profile's range. Peaks come from calibration data (a float run) when given, else
-from a worst-case bound (every input spiking at once).
+stays in the profile's range, rounded down to a power of two. Peaks come from calibration
+data (a float run) when given, else from a worst-case bound (every input spiking at once).
 """
 
 from __future__ import annotations
@@ -263,13 +263,14 @@ def _quantize_layer(folded: Graph, name: str, node: Neuron, shapes, prof: Profil
         lo, hi, _ = _mantissa_range(prof, _sign_mode(p.weight))
         if wmax:
             scale = min(scale, min(hi, -lo or hi) * 2.0 ** prof.weight_exp_range[1] * UNIT / wmax)
+    # A power of two: dyadic parameters (1.0, 0.5, 0.75, ...) then map to integers exactly,
+    # at the cost of at most half the headroom of a 24-bit state.
+    scale = 2.0 ** math.floor(math.log2(scale))
     lossy: list[str] = []
     threshold = getattr(node, "threshold", None)
-    if threshold is not None and np.ndim(threshold) == 0:
-        vth = int(np.clip(round(threshold * scale / UNIT), 0, VTH_MAX))
-        scale = vth * UNIT / threshold  # make the threshold exact at this scale
-    elif threshold is not None:
+    if threshold is not None:
         vth = np.clip(np.rint(np.asarray(threshold) * scale / UNIT), 0, VTH_MAX).astype(np.int64)
+        vth = int(vth) if vth.ndim == 0 else vth
     reports = []
     for pname, src, p in projections:
         qnode, rep = _quantize_weights(pname, src, p, scale, prof)

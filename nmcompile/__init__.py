@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import quantize as _quantize_package  # noqa: F401 - bound before the function below
-from .api import is_quantized, quantize, run
+from .api import compile, is_quantized, quantize, run
 from .errors import (
     FormatError,
     GraphError,
@@ -43,7 +43,21 @@ def from_torch(model: torch.nn.Module, example_input: Any, **kwargs: Any) -> Gra
 
 
 __all__ = [
-    "FormatError", "Graph", "GraphError", "LimitError", "NmcompileError", "RunResult",
-    "ShapeError", "UnsupportedError", "__version__", "from_torch", "is_quantized", "load",
-    "quantize", "run", "save", "verify",
+    "FormatError",
+    "Graph",
+    "GraphError",
+    "LimitError",
+    "NmcompileError",
+    "RunResult",
+    "ShapeError",
+    "UnsupportedError",
+    "__version__",
+    "compile",
+    "from_torch",
+    "is_quantized",
+    "load",
+    "quantize",
+    "run",
+    "save",
+    "verify",
 ]

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,3 +42,29 @@ def quantize(graph: Graph, profile: str = "loihi2", calibration: Any = None, **k
     from .quantize.quantizer import quantize as _quantize
 
     return _quantize(graph, profile, calibration, **kwargs)
+
+
+def compile(graph: Graph, out_dir: str | Path, target: str, **options: Any) -> Path:
+    """Write `target`'s artefact for a quantised graph into `out_dir`, atomically.
+
+    The backend writes into a fresh temporary folder beside `out_dir`; only when it succeeds
+    is that folder renamed into place (replacing an older one), so a failed compile leaves
+    nothing half-written.
+    """
+    backend = get_backend(target)
+    out = Path(out_dir)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        backend.compile(graph, tmp, **options)
+        if out.exists():
+            old = out.with_name(f".{out.name}.old")
+            out.rename(old)
+            tmp.rename(out)
+            shutil.rmtree(old)
+        else:
+            tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out

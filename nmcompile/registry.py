@@ -14,7 +14,7 @@ from typing import Any
 from .errors import NmcompileError
 
 #: Built-in backends: name -> module path. Each later target adds its line here.
-BUILTIN: dict[str, str] = {"emulator": "backends.emulator"}
+BUILTIN: dict[str, str] = {"emulator": "backends.emulator", "lava": "backends.lava"}
 
 _loaded: dict[str, Any] = {}
 

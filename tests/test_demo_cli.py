@@ -39,6 +39,9 @@ def test_demo_trains_to_90_percent_and_the_ir_agrees(demo_dir: Path) -> None:
     assert acc["pytorch"] >= 0.90
     assert acc["ir_float"] >= 0.90
     assert summary["float32_vs_ir_equal_bins"] > 0.999
+    assert abs(acc["emulator"] - acc["ir_float"]) <= 0.02  # quantised within 2 points
+    assert summary["unsafe_updates"] == 0
+    assert nmcompile.is_quantized(nmcompile.load(demo_dir / "digits_q.nmc"))
     assert (demo_dir / "digits.png").stat().st_size > 10_000
 
 
@@ -63,6 +66,29 @@ def test_inspect_prints_the_graph(demo_dir: Path) -> None:
         assert expected in body
 
 
+def test_quantize_run_verify_commands(demo_dir: Path, tmp_path: Path) -> None:
+    model = str(demo_dir / "digits.nmc")
+    proc = cli("quantize", model, "-o", str(tmp_path / "q.nmc"), "--calibrate", "32", check=True)
+    assert "w_exp" in proc.stdout and "lif1" in proc.stdout
+    graph = nmcompile.load(demo_dir / "digits.nmc")
+    spikes, _ = datasets.test_inputs(graph.metadata, 5)
+    np.save(tmp_path / "spikes.npy", spikes)
+    cli("run", str(tmp_path / "q.nmc"), "--input", str(tmp_path / "spikes.npy"), "--record",
+        "-o", str(tmp_path / "out.npz"), check=True)
+    want = nmcompile.run(nmcompile.load(tmp_path / "q.nmc"), spikes, record=True)
+    with np.load(tmp_path / "out.npz") as saved:
+        assert np.array_equal(saved["output/output"], want.output())
+        assert np.array_equal(saved["spikes/lif1"], want.spikes["lif1"])
+    proc = cli("verify", model, "--samples", "40", "--json", check=True)
+    report = json.loads(proc.stdout)
+    assert report["equal"] is True and "emulator" in report["backends"]
+    assert report["float_agreement"] > 0.9 and report["accuracy"]["quantized"] > 0.85
+    proc = cli("verify", model, "--samples", "8")
+    assert proc.returncode == 0 and "all backends agree" in proc.stdout
+    proc = cli("verify", model, "--backends", "emulator,nosuch")
+    assert proc.returncode == 1 and "unknown backend 'nosuch'" in proc.stderr
+
+
 def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
     proc = cli("inspect", str(tmp_path / "missing.nmc"))
     assert proc.returncode == 1
@@ -75,6 +101,7 @@ def test_errors_are_one_line_without_traceback(tmp_path: Path) -> None:
 
 def test_help_and_version() -> None:
     proc = cli("--help", check=True)
-    assert "demo" in proc.stdout and "inspect" in proc.stdout
+    for verb in ("demo", "inspect", "quantize", "run", "verify"):
+        assert verb in proc.stdout
     assert cli("--version", check=True).stdout.strip() == f"nmcompile {nmcompile.__version__}"
     assert "DIR/digits.nmc" in cli("demo", "--help", check=True).stdout

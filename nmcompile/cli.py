@@ -154,6 +154,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.equal else 1
 
 
+def cmd_compile(args: argparse.Namespace) -> int:
+    from .api import compile as compile_graph
+    from .api import is_quantized
+    from .quantize.quantizer import quantize
+
+    graph = _load(args.model)
+    if not is_quantized(graph):
+        graph, report = quantize(graph, args.profile, report=True)
+        print(report.table())
+    out = compile_graph(graph, args.output, args.target)
+    print(f"wrote {out}/ (see {out}/README.md)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nmcompile", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -215,6 +229,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("compile", help="write a target's artefact (a Lava program, ...)",
+                       description="Write the artefact of a target for MODEL into a self-"
+                       "describing folder (written atomically: a failed compile leaves nothing). "
+                       "A float model is quantised first with --profile.")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--target", required=True, help="lava, ...")
+    p.add_argument("-o", "--output", required=True, metavar="OUT")
+    p.add_argument("--profile", default="loihi2")
+    p.set_defaults(func=cmd_compile)
     return parser
 
 

@@ -1,0 +1,59 @@
+"""The target-independent entry points: the backend registry and atomic artefacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import nmcompile
+from nmcompile.errors import NmcompileError
+from nmcompile.ir import IF, Graph, Input, Output
+from nmcompile.registry import register_backend
+
+
+def _graph() -> Graph:
+    g = Graph()
+    g.add_node("x", Input((2,)))
+    g.add_node("n", IF())
+    g.add_node("o", Output())
+    g.add_edge("x", "n")
+    g.add_edge("n", "o")
+    return g
+
+
+def test_compile_is_atomic(tmp_path: Path) -> None:
+    def good(graph, out_dir):
+        (Path(out_dir) / "README.md").write_text("new")
+
+    def bad(graph, out_dir):
+        (Path(out_dir) / "half.txt").write_text("half written")
+        raise NmcompileError("lowering failed")
+
+    register_backend("test-good", SimpleNamespace(compile=good))
+    register_backend("test-bad", SimpleNamespace(compile=bad))
+    out = tmp_path / "artefact"
+    with pytest.raises(NmcompileError, match="lowering failed"):
+        nmcompile.compile(_graph(), out, "test-bad")
+    assert list(tmp_path.iterdir()) == []  # nothing half-written, no temporary folder
+    nmcompile.compile(_graph(), out, "test-good")
+    assert (out / "README.md").read_text() == "new"
+    (out / "README.md").write_text("old")
+    with pytest.raises(NmcompileError):
+        nmcompile.compile(_graph(), out, "test-bad")
+    assert (out / "README.md").read_text() == "old"  # a failure keeps the previous artefact
+    assert [p.name for p in tmp_path.iterdir()] == ["artefact"]
+
+
+def test_unknown_backend_lists_the_known_ones() -> None:
+    with pytest.raises(NmcompileError, match="unknown backend 'nope'; available: float, "):
+        nmcompile.run(_graph(), np.zeros((1, 1, 2)), backend="nope")
+
+
+def test_default_backend_follows_the_graph() -> None:
+    g = _graph()
+    assert nmcompile.run(g, np.ones((2, 1, 2))).backend == "float"
+    q = nmcompile.quantize(g)
+    assert nmcompile.run(q, np.ones((2, 1, 2))).backend == "emulator"

@@ -43,6 +43,16 @@ class SpikingModule(nn.Module):
         else:
             self.register_buffer(name, t)
 
+    def _spiking(self, reset: str, surrogate: str, detach_reset: bool) -> None:
+        if reset not in RESETS:
+            raise NmcompileError(f"reset must be one of {RESETS}, got {reset!r}")
+        self.reset, self.detach_reset = reset, detach_reset
+        self.spike_fn = surrogates.get(surrogate)
+
+    def ir_params(self, *names: str) -> dict[str, float | np.ndarray]:
+        """Parameters as the IR node takes them: float64, decays clamped."""
+        return {name: _to_numpy(self.value(name)) for name in names}
+
     def value(self, name: str) -> Tensor:
         """A parameter as the dynamics use it (decays clamped to [0, 1])."""
         t = getattr(self, name)
@@ -79,10 +89,7 @@ class LIF(SpikingModule):
                  learn_beta: bool = False, learn_alpha: bool = False,
                  learn_threshold: bool = False, learn_bias: bool = False) -> None:
         super().__init__()
-        if reset not in RESETS:
-            raise NmcompileError(f"reset must be one of {RESETS}, got {reset!r}")
-        self.reset, self.detach_reset = reset, detach_reset
-        self.spike_fn = surrogates.get(surrogate)
+        self._spiking(reset, surrogate, detach_reset)
         self._param("beta", beta, learn_beta)
         self._param("alpha", alpha, learn_alpha)
         self._param("threshold", threshold, learn_threshold)
@@ -97,9 +104,7 @@ class LIF(SpikingModule):
         return s
 
     def to_ir(self) -> Node:
-        return ir.LIF(beta=_to_numpy(self.value("beta")), threshold=_to_numpy(self.threshold),
-                     alpha=_to_numpy(self.value("alpha")), bias=_to_numpy(self.bias),
-                     reset=self.reset)
+        return ir.LIF(**self.ir_params("beta", "threshold", "alpha", "bias"), reset=self.reset)
 
 
 class CubaLIF(LIF):
@@ -125,10 +130,7 @@ class ALIF(SpikingModule):
                  surrogate: str = "fast_sigmoid", detach_reset: bool = True,
                  learn_beta: bool = False, learn_threshold: bool = False) -> None:
         super().__init__()
-        if reset not in RESETS:
-            raise NmcompileError(f"reset must be one of {RESETS}, got {reset!r}")
-        self.reset, self.detach_reset = reset, detach_reset
-        self.spike_fn = surrogates.get(surrogate)
+        self._spiking(reset, surrogate, detach_reset)
         self._param("beta", beta, learn_beta)
         self._param("threshold", threshold, learn_threshold)
         self._param("rho", rho, False)
@@ -146,10 +148,8 @@ class ALIF(SpikingModule):
         return s
 
     def to_ir(self) -> Node:
-        return ir.ALIF(beta=_to_numpy(self.value("beta")), threshold=_to_numpy(self.threshold),
-                      rho=_to_numpy(self.value("rho")), adapt_step=_to_numpy(self.adapt_step),
-                      alpha=_to_numpy(self.value("alpha")), bias=_to_numpy(self.bias),
-                      reset=self.reset)
+        return ir.ALIF(**self.ir_params("beta", "threshold", "rho", "adapt_step", "alpha", "bias"),
+                       reset=self.reset)
 
 
 class LI(SpikingModule):
@@ -174,8 +174,7 @@ class LI(SpikingModule):
         return st["v"]
 
     def to_ir(self) -> Node:
-        return ir.LI(beta=_to_numpy(self.value("beta")), alpha=_to_numpy(self.value("alpha")),
-                    bias=_to_numpy(self.bias))
+        return ir.LI(**self.ir_params("beta", "alpha", "bias"))
 
 
 class Recurrent(SpikingModule):

@@ -32,7 +32,7 @@ def update(a, u, v, th, du, dv, vth, bias, vth_step, da, spiking, adaptive, subt
 
     a: (T, N) synaptic input; u, v, th: (N,) state, updated in place (th: the adaptation);
     du..da: (N,) parameters; bias already `bias_mant << bias_exp`; vth already `vth << 6`.
-    s_out: (T, N) spikes (or v for a non-spiking readout); u_out, v_out: (T, N) traces,
+    s_out: (T, N) spikes, uint8 (or v, int64, for a non-spiking readout); u_out, v_out: traces,
     written when `record`. unsafe: (N,) counts updates that left the safe range.
     """
     T, N = a.shape
@@ -109,7 +109,7 @@ class NeuronLayer:
     def step(self, a: np.ndarray, record: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """a: (T, N) int64 input. Returns (output (T, N), u (T, N), v (T, N))."""
         T, N = a.shape
-        out = np.empty((T, N), np.int64)
+        out = np.empty((T, N), np.uint8 if self.spiking else np.int64)
         u_out = np.empty((T, N) if record else (1, 1), np.int64)
         v_out = np.empty((T, N) if record else (1, 1), np.int64)
         update(a, self.u, self.v, self.th, self.du, self.dv, self.vth, self.bias,

@@ -36,95 +36,102 @@ def _window(out: np.ndarray, t0: int, t1: int, d: int) -> np.ndarray:
     return np.concatenate([zeros, out[:max(hi, 0)]])
 
 
+def _groups(graph: Graph, order: list[str]) -> list[list[str]]:
+    """The nodes in schedule order, those of one cycle grouped (to be stepped together)."""
+    if nx.is_directed_acyclic_graph(graph.nx):
+        return [[name] for name in order]
+    position = {name: i for i, name in enumerate(order)}
+    cycles = [c for c in nx.strongly_connected_components(graph.nx) if len(c) > 1]
+    first = {min(c, key=position.__getitem__): sorted(c, key=position.__getitem__)
+             for c in cycles}
+    grouped = set().union(*cycles)
+    return [first[n] if n in first else [n] for n in order if n in first or n not in grouped]
+
+
 def simulate(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,
              record: bool = False) -> RunResult:
-    shapes = graph.validate()
+    shapes = graph.validate()  # in schedule order
+    order = list(shapes)
     inputs, T, B = normalize_inputs(graph, inputs, shapes)
     sizes = {name: int(np.prod(shape)) for name, shape in shapes.items()}
     planned = 8 * T * B * sum(sizes.values()) * (3 if record else 1)
     if planned > MAX_BYTES:
         raise LimitError(f"emulating {T} steps of batch {B} would hold {planned / 2**30:.1f} GiB "
                          f"(limit {MAX_BYTES / 2**30:.0f} GiB); run a smaller batch")
+    out: dict[str, np.ndarray] = {}  # node -> its outputs (T, B, n)
     for name, arr in inputs.items():
         if arr.dtype.kind == "f" and not np.array_equal(arr, np.rint(arr)):
             raise NmcompileError(f"input {name!r}: the emulator takes integer spikes or graded "
                                  f"integers")
+        out[name] = arr.reshape(T, B, -1)
+        if arr.dtype.kind == "f" or arr.dtype.itemsize > 8:
+            out[name] = out[name].astype(np.int64)
 
-    preds = {name: graph.predecessors(name) for name in graph}
-    out: dict[str, np.ndarray] = {}  # node -> (T, B, n) int64
-    for name, arr in inputs.items():
-        out[name] = np.ascontiguousarray(arr.reshape(T, B, -1), dtype=np.int64)
-    # Bound on each node's output magnitude, for choosing an exact matmul type.
+    preds = {name: graph.predecessors(name) for name in order}
     bound = {name: int(np.abs(arr).max(initial=0)) for name, arr in out.items()}
-    layers, ops, events = {}, {}, {}
-    traces: dict[str, dict[str, np.ndarray]] = {}
-    for name in graph.schedule():
+    layers: dict[str, NeuronLayer] = {}
+    ops, events = {}, {}
+    for name in order:  # bounds on each node's output choose an exact matmul type
         node = graph[name]
         if isinstance(node, Neuron):
             layers[name] = NeuronLayer(node, B, sizes[name], shapes[name])
-            bound[name] = 2**23 if not layers[name].spiking else 1
-            traces[name] = {k: np.zeros((T, B, sizes[name]), np.int64) for k in ("u", "v")} \
-                if record else {}
+            bound[name] = 1 if layers[name].spiking else 2**23
         elif not isinstance(node, (Input, Output)):
-            src = preds[name][0][0]
             max_in = max(bound.get(s, 2**23) for s, _ in preds[name])
-            ops[name] = projection(node, shapes[src], max_in)
+            ops[name] = projection(node, shapes[preds[name][0][0]], max_in)
             events[name] = 0
             bound[name] = 2**31
+    traces = {n: {k: np.zeros((T, B, sizes[n]), np.int64) for k in ("u", "v")}
+              for n in layers} if record else {}
 
-    def compute(name: str, t0: int, t1: int) -> None:
-        """Fill out[name][t0:t1] from the sources' outputs."""
+    def compute(name: str, t0: int, t1: int) -> np.ndarray:
+        """The node's outputs for steps t0..t1-1, from its sources' outputs."""
         x = None
         for src, d in preds[name]:
             part = _window(out[src], t0, t1, d)
             x = part if x is None else x + part
-        node = graph[name]
-        rows = x.reshape((t1 - t0) * B, -1)
+        steps = t1 - t0
         if name in ops:
             apply, count = ops[name]
+            rows = x.reshape(steps * B, -1)
             events[name] += count(rows)
-            out[name][t0:t1] = apply(rows).reshape(t1 - t0, B, -1)
-        elif name in layers:
-            y, u, v = layers[name].step(x.reshape(t1 - t0, -1), record)
-            out[name][t0:t1] = y.reshape(t1 - t0, B, -1)
+            return apply(rows).reshape(steps, B, -1)
+        if name in layers:
+            y, u, v = layers[name].step(np.ascontiguousarray(x.reshape(steps, -1),
+                                                             dtype=np.int64), record)
             if record:
-                traces[name]["u"][t0:t1] = u.reshape(t1 - t0, B, -1)
-                traces[name]["v"][t0:t1] = v.reshape(t1 - t0, B, -1)
-        elif isinstance(node, Output):
-            out[name][t0:t1] = x
+                traces[name]["u"][t0:t1] = u.reshape(steps, B, -1)
+                traces[name]["v"][t0:t1] = v.reshape(steps, B, -1)
+            return y.reshape(steps, B, -1)
+        return x  # an Output records the sum of its inputs
 
-    order = graph.schedule()
-    for name in order:
-        if name not in out:
-            out[name] = np.zeros((T, B, sizes[name]), np.int64)
-    position = {name: i for i, name in enumerate(order)}
-    done = set(inputs)
-    condensed = nx.condensation(graph.nx)
-    for scc in nx.lexicographical_topological_sort(
-            condensed, key=lambda c: min(position[n] for n in condensed.nodes[c]["members"])):
-        members = sorted(condensed.nodes[scc]["members"] - done, key=position.__getitem__)
-        if not members:
+    for group in _groups(graph, order):
+        if group[0] in out:
             continue
-        if len(members) == 1 and not graph.nx.has_edge(members[0], members[0]):
-            compute(members[0], 0, T)
-        else:
-            for t in range(T):
-                for name in members:
-                    compute(name, t, t + 1)
-        done.update(members)
+        if len(group) == 1:
+            out[group[0]] = compute(group[0], 0, T)
+            continue
+        for name in group:  # a cycle: every member's buffer filled step by step
+            dtype = np.uint8 if name in layers and layers[name].spiking else np.int64
+            out[name] = np.zeros((T, B, sizes[name]), dtype)
+        for t in range(T):
+            for name in group:
+                out[name][t:t + 1] = compute(name, t, t + 1)
 
     spiking = [n for n, layer in layers.items() if layer.spiking]
     outputs = {}
     for name in graph.outputs:
-        sources = [src for src, _ in preds[name]]
         values = out[name]
-        outputs[name] = values.astype(np.uint8) if all(s in spiking for s in sources) else values
-    spikes = {n: out[n].astype(np.uint8) for n in spiking}
+        if all(src in spiking for src, _ in preds[name]):
+            outputs[name] = values.astype(np.uint8, copy=False)
+        else:
+            outputs[name] = values.astype(np.int64, copy=False)
     counters = {
-        "spikes": {n: int(spikes[n].sum(dtype=np.int64)) for n in spiking},
+        "spikes": {n: int(out[n].sum(dtype=np.int64)) for n in spiking},
         "neuron_updates": {n: T * B * sizes[n] for n in layers},
         "synaptic_events": events,
         "unsafe_updates": {n: int(layer.unsafe.sum()) for n, layer in layers.items()},
     }
-    return RunResult(outputs=outputs, backend="emulator", spikes=spikes if record else {},
-                     states=traces if record else {}, counters=counters)
+    return RunResult(outputs=outputs, backend="emulator",
+                     spikes={n: out[n] for n in spiking} if record else {},
+                     states=traces, counters=counters)

@@ -45,7 +45,7 @@ def _groups(graph: Graph, order: list[str]) -> list[list[str]]:
     first = {min(c, key=position.__getitem__): sorted(c, key=position.__getitem__)
              for c in cycles}
     grouped = set().union(*cycles)
-    return [first[n] if n in first else [n] for n in order if n in first or n not in grouped]
+    return [first.get(n, [n]) for n in order if n in first or n not in grouped]
 
 
 def simulate(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,

@@ -131,3 +131,20 @@ def test_float_graphs_are_refused() -> None:
     g.add_edge("n", "o")
     with pytest.raises(UnsupportedError, match="node 'n' is a LIF"):
         nmcompile.run(g, np.ones((2, 1, 1)), backend="emulator")
+
+
+def test_delayed_edges_to_nodes_scheduled_earlier() -> None:
+    """A delayed edge may point back in the schedule, with or without a cycle."""
+    for edges in ([("x", "w"), ("w", "n"), ("n", "p", 1), ("p", "m"), ("m", "o")],
+                  [("x", "w"), ("w", "n"), ("n", "r", 1), ("r", "n"), ("n", "o")]):
+        g = Graph()
+        g.add_node("x", Input((1,)))
+        for name in {u for e in edges for u in e[:2]} - {"x", "o"}:
+            g.add_node(name, QDense([[2]]) if name in "wpr" else QLIF(vth=100))
+        g.add_node("o", Output())
+        for e in edges:
+            g.add_edge(*e)
+        r = nmcompile.run(g, np.ones((6, 1, 1), np.int64), record=True)
+        assert r.output().shape == (6, 1, 1)
+        # n: u = 128 per step from x (plus 128 from its own spike a step later, via r)
+        assert r.states["n"]["u"][0, 0, 0] == 128

@@ -37,15 +37,15 @@ def _window(out: np.ndarray, t0: int, t1: int, d: int) -> np.ndarray:
 
 
 def _groups(graph: Graph, order: list[str]) -> list[list[str]]:
-    """The nodes in schedule order, those of one cycle grouped (to be stepped together)."""
-    if nx.is_directed_acyclic_graph(graph.nx):
-        return [[name] for name in order]
+    """The nodes in an order that respects every edge, delayed ones included (a window needs
+    its sources' whole outputs), those of one cycle grouped, in schedule order, to be stepped
+    together."""
     position = {name: i for i, name in enumerate(order)}
-    cycles = [c for c in nx.strongly_connected_components(graph.nx) if len(c) > 1]
-    first = {min(c, key=position.__getitem__): sorted(c, key=position.__getitem__)
-             for c in cycles}
-    grouped = set().union(*cycles)
-    return [first.get(n, [n]) for n in order if n in first or n not in grouped]
+    condensed = nx.condensation(graph.nx)
+    members = {c: sorted(condensed.nodes[c]["members"], key=position.__getitem__)
+               for c in condensed}
+    return [members[c] for c in nx.lexicographical_topological_sort(
+        condensed, key=lambda c: position[members[c][0]])]
 
 
 def simulate(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,

@@ -22,10 +22,10 @@ from typing import Any
 import numpy as np
 
 #: Process kinds that are stock Lava 0.10 (deployable through Lava's Loihi run configs).
-STOCK_KINDS = ("LIF", "Dense", "DelayDense", "Sparse", "DelaySparse", "Conv")
+STOCK_KINDS = ("LIF", "LIFReset", "Dense", "DelayDense", "Sparse", "DelaySparse", "Conv")
 #: Process kinds implemented in this backend (bit-accurate, CPU simulation only).
 CUSTOM_KINDS = ("FixedNeuron",)
-NEURON_KINDS = ("LIF", "FixedNeuron")
+NEURON_KINDS = ("LIF", "LIFReset", "FixedNeuron")
 #: Loihi 2 synaptic delays have 6 bits (DelayDense / DelaySparse refuse more).
 MAX_SYNAPTIC_DELAY = 63
 

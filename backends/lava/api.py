@@ -1,0 +1,262 @@
+"""The backend contract for Lava: `capabilities`, `check`, `run`, `compile`, and `build` for
+embedding the lowered processes in your own Lava application.
+
+`run` never runs Lava in the calling process: it lowers the graph here, then runs the Lava
+processes in a fresh worker interpreter (see `session.py`), and re-aligns what Lava recorded
+to IR time.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from nmcompile.errors import LimitError, NmcompileError, ShapeError
+from nmcompile.ir import Graph
+from nmcompile.result import RunResult
+
+from .lowering import SUPPORTED, check, lower
+from .plan import Plan
+from .runner import LavaRunError
+
+if TYPE_CHECKING:
+    from .build import LavaNetwork
+
+__all__ = ["build", "capabilities", "check", "compile", "lower", "run", "run_many"]
+
+capabilities = {
+    "nodes": SUPPORTED,
+    "edge_delays": True,
+    "cycles": "when a cycle's IR delay is at least its number of projections",
+    "weights": "8-bit Loihi synapses, unchanged by Lava's weight preparation",
+}
+
+#: Bytes of block-diagonal weights one batched network may hold (int64, before Lava's int32).
+BATCH_BYTES = 64 << 20
+MAX_BATCH = 16
+#: Bytes the Extractor buffers of one run may hold (Lava's recorders buffer float64).
+RECORD_BYTES = 1 << 30
+DEFAULT_TIMEOUT_S = 600.0
+#: Networks run side by side in one Lava run up to this many Lava processes (each one an OS
+#: process stepping in lockstep): fewer runs, fewer fixed start-up costs.
+GROUP_PROCESSES = 48
+
+Spikes = np.ndarray | Mapping[str, np.ndarray]
+
+
+def _inputs(graph: Graph, spikes: Spikes, shapes: Mapping[str, tuple[int, ...]]
+            ) -> tuple[dict[str, np.ndarray], int, int]:
+    """The caller's inputs as int64 (T, B, *shape) arrays by input name, with T and B."""
+    names = graph.inputs
+    if not isinstance(spikes, Mapping):
+        if len(names) != 1:
+            raise NmcompileError(f"the graph has inputs {names}: pass a dict by input name")
+        spikes = {names[0]: spikes}
+    if set(spikes) != set(names):
+        raise NmcompileError(f"inputs given for {sorted(spikes)}, the graph's inputs are {names}")
+    out, dims = {}, set()
+    for name in names:
+        arr = np.asarray(spikes[name])
+        want = tuple(shapes[name])
+        if arr.dtype.kind not in "biuf" or (arr.dtype.kind == "f" and
+                                             not np.array_equal(arr, np.rint(arr))):
+            raise NmcompileError(f"input {name!r}: Lava takes integer spikes or graded "
+                                 f"integers, got {arr.dtype}")
+        if arr.ndim != len(want) + 2 or tuple(arr.shape[2:]) != want or 0 in arr.shape[:2]:
+            raise ShapeError(f"input {name!r}: expected an array (T, batch, "
+                             f"{', '.join(map(str, want))}), got shape {arr.shape}")
+        if np.abs(arr).max(initial=0) >= 2**23:
+            raise NmcompileError(f"input {name!r}: values must stay within 24 bits")
+        out[name] = arr.astype(np.int64)
+        dims.add(arr.shape[:2])
+    if len(dims) != 1:
+        raise ShapeError(f"inputs disagree on (T, batch): {sorted(dims)}")
+    T, B = dims.pop()
+    return out, T, B
+
+
+def _graded(inputs: Mapping[str, np.ndarray]) -> set[str]:
+    return {name for name, x in inputs.items() if x.size and (x.min() < 0 or x.max() > 1)}
+
+
+def batch_size(plan: Plan, batch: int, max_batch: int | None = None) -> int:
+    """Samples per Lava network: 1 with a `Conv`, else as many as the block-diagonal weights
+    allow within `BATCH_BYTES` (they grow with the square of the batch)."""
+    if not plan.batchable():
+        return 1
+    per_pair = sum(8 * int(np.prod(p.params["shape"])) * (1 + int(p.params.get("delays", 0)))
+                   for p in plan.procs if "weights" in p.params)
+    fit = math.isqrt(BATCH_BYTES // per_pair) if per_pair else MAX_BATCH
+    return max(1, min(batch, fit, max_batch or MAX_BATCH))
+
+
+def _ring(plan: Plan, inputs: Mapping[str, np.ndarray], b0: int, b1: int, steps: int
+          ) -> dict[str, np.ndarray]:
+    """RingBuffer data (batch * n, steps), Lava order, IR step t on Lava step t + depth."""
+    ring = {}
+    for spec in plan.inputs:
+        x = inputs[spec.name][:, b0:b1].reshape(inputs[spec.name].shape[0], b1 - b0, -1)
+        x = x[:, :, spec.perm]
+        T = x.shape[0]
+        data = np.zeros((steps, b1 - b0, spec.n), np.int32)
+        data[spec.depth:spec.depth + T] = x
+        ring[spec.name] = np.ascontiguousarray(data.reshape(steps, -1).T)
+    return ring
+
+
+def _job(plan: Plan, inputs: Mapping[str, np.ndarray], b0: int, b1: int, T: int
+         ) -> dict[str, np.ndarray]:
+    steps = T + plan.max_depth
+    record = 8 * steps * (b1 - b0) * sum(layer.n for layer in plan.layers)
+    if record > RECORD_BYTES:
+        raise LimitError(f"recording {steps} Lava steps of {b1 - b0} sample(s) would buffer "
+                         f"{record / 2**30:.1f} GiB; run fewer steps or a smaller batch")
+    job = plan.to_arrays("plan/")
+    job |= {f"ring/{k}": v for k, v in _ring(plan, inputs, b0, b1, steps).items()}
+    job["batch"], job["steps"] = np.array(b1 - b0), np.array(steps)
+    return job
+
+
+def _prepare(graph: Graph, spikes: Spikes, max_batch: int | None
+             ) -> tuple[Plan, dict[str, np.ndarray], int, int, list[tuple[int, int]]]:
+    if not all(isinstance(node, SUPPORTED) for node in graph.nodes.values()):
+        lower(graph)  # raises the error naming the node
+    shapes = graph.validate()
+    inputs, T, B = _inputs(graph, spikes, shapes)
+    plan = lower(graph, _graded(inputs))
+    size = batch_size(plan, B, max_batch)
+    chunks = [(b, min(b + size, B)) for b in range(0, B, size)]
+    return plan, inputs, T, B, chunks
+
+
+def _aligned(plan: Plan, results: Sequence[Mapping[str, np.ndarray]], T: int,
+             chunks: Sequence[tuple[int, int]]) -> dict[str, np.ndarray]:
+    """Each neuron layer's outputs (T, B, n) in IR time and IR neuron order."""
+    out = {}
+    for layer in plan.layers:
+        # a run shared with longer networks records more steps: keep this graph's window
+        parts = [r[f"rec/{layer.name}"][layer.depth:layer.depth + T].reshape(T, b1 - b0, -1)
+                 for r, (b0, b1) in zip(results, chunks, strict=True)]
+        lava = np.concatenate(parts, axis=1)
+        ir = np.empty_like(lava)
+        ir[..., layer.perm] = lava
+        out[layer.name] = ir  # (T, B, n), flat like the emulator's
+    return out
+
+
+def _shifted(x: np.ndarray, d: int) -> np.ndarray:
+    """x (T, ...) seen through an edge of delay d: step t holds x[t - d], zeros before."""
+    if d == 0:
+        return x
+    out = np.zeros_like(x)
+    if d < len(x):
+        out[d:] = x[:len(x) - d]
+    return out
+
+
+def _assemble(graph: Graph, plan: Plan, inputs: Mapping[str, np.ndarray],
+              results: Sequence[Mapping[str, np.ndarray]], T: int, B: int,
+              chunks: Sequence[tuple[int, int]], record: bool) -> RunResult:
+    for r in results:
+        for key in r:
+            if key.startswith("weights_ok/") and not bool(r[key]):
+                raise LavaRunError(f"Lava process {key.split('/', 1)[1]!r} holds other weights "
+                                   f"than the lowering gave it (Lava's weight preparation "
+                                   f"changed them)")
+    values = _aligned(plan, results, T, chunks)
+    spiking = [layer.name for layer in plan.layers if layer.spiking]
+    spikes = {n: values[n].astype(np.uint8) for n in spiking}
+    flat = {**{n: v.reshape(T, B, -1) for n, v in inputs.items()}, **values}
+    outputs = {}
+    for spec in plan.outputs:
+        total = sum(_shifted(flat[s], d) for s, d in spec.sources)
+        outputs[spec.name] = total.astype(np.uint8) if all(
+            s in spiking for s, _ in spec.sources) else total.astype(np.int64)
+    events: dict[str, int] = {}
+    for count in plan.counts:
+        fan = np.empty_like(results[0][f"fanout/{count.proc}"])
+        fan[plan.layer(count.source).perm] = results[0][f"fanout/{count.proc}"]
+        active = _shifted(flat[count.source] != 0, count.delay)
+        events[count.node] = events.get(count.node, 0) + int(
+            active.reshape(-1, active.shape[-1]).sum(axis=0) @ fan)
+    counters = {
+        "spikes": {n: int(spikes[n].sum(dtype=np.int64)) for n in spiking},
+        "neuron_updates": {layer.name: T * B * layer.n for layer in plan.layers},
+        "synaptic_events": events,
+        "lava": {"processes": len(plan.procs),
+                 "custom_processes": sum(not p.stock for p in plan.procs),
+                 "steps": T + plan.max_depth, "runs": len(chunks)},
+    }
+    return RunResult(outputs=outputs, backend="lava", spikes=spikes if record else {},
+                     states={}, counters=counters)
+
+
+def _groups(sizes: Sequence[int]) -> list[list[int]]:
+    """Consecutive jobs sharing one Lava run, up to `GROUP_PROCESSES` Lava processes each."""
+    groups: list[list[int]] = []
+    total = 0
+    for k, size in enumerate(sizes):
+        if groups and total + size <= GROUP_PROCESSES:
+            groups[-1].append(k)
+            total += size
+        else:
+            groups.append([k])
+            total = size
+    return groups
+
+
+def run(graph: Graph, spikes: Spikes, *, record: bool = False,
+        timeout_s: float = DEFAULT_TIMEOUT_S, max_batch: int | None = None) -> RunResult:
+    """Run a quantised graph on Lava's bit-accurate CPU simulation; see `nmcompile.run`.
+
+    The batch runs as block-diagonal copies in one network where Lava allows (sample by sample
+    when the graph has a stock `Conv`). Everything, start-up included, must finish within
+    `timeout_s`, else `LavaRunError` (nothing is left running).
+    """
+    return run_many([(graph, spikes)], record=record, timeout_s=timeout_s,
+                    max_batch=max_batch)[0]
+
+
+def run_many(items: Sequence[tuple[Graph, Spikes]], *, record: bool = False,
+             timeout_s: float = DEFAULT_TIMEOUT_S, max_batch: int | None = None
+             ) -> list[RunResult]:
+    """`run` for several graphs in one Lava worker (one start-up for all)."""
+    from .session import run_jobs
+
+    prepared = [_prepare(graph, spikes, max_batch) for graph, spikes in items]
+    jobs, sizes = [], []
+    for plan, inputs, T, _, chunks in prepared:
+        for b0, b1 in chunks:
+            jobs.append(_job(plan, inputs, b0, b1, T))
+            sizes.append(len(plan.procs) + len(plan.layers) + len(plan.inputs))
+    results = run_jobs(jobs, timeout_s, _groups(sizes)) if jobs else []
+    out, k = [], 0
+    for (graph, _), (plan, inputs, T, B, chunks) in zip(items, prepared, strict=True):
+        mine = results[k:k + len(chunks)]
+        k += len(chunks)
+        out.append(_assemble(graph, plan, inputs, mine, T, B, chunks, record))
+    return out
+
+
+def build(graph: Graph, batch: int = 1) -> LavaNetwork:
+    """The live Lava processes of a quantised graph, for embedding in a Lava application.
+
+    Runs in the calling process (Lava is imported here): connect your sources with
+    `net.connect_input(name, port)`, read `net.output_ports`, and run with `net.run_cfg()`.
+    Lava forks its workers, so do this in a process that has not started PyTorch's threads.
+    """
+    from .build import build as build_plan
+
+    return build_plan(lower(graph), batch)
+
+
+def compile(graph: Graph, out_dir: str | Path, *, spikes: Spikes | None = None) -> Path:
+    """Write a self-contained Lava program for `graph` into `out_dir` (see `artefact.py`)."""
+    from .artefact import write
+
+    return write(graph, Path(out_dir), spikes)
+

@@ -1,0 +1,170 @@
+"""Projections and delays as stock Lava connection processes.
+
+- `QDense` -> `Dense` (`DelayDense` when the link needs extra steps), with the IR's weight
+  mantissas, `weight_exp`, `num_weight_bits=8` and the sign mode stated explicitly. Lava
+  prepares weights once (clip to the sign mode's range, drop the low bits an 8-bit synapse
+  does not store); `check_weights` refuses any weight that this would change.
+- `QSparse` -> `Sparse` / `DelaySparse` on the same (row, col, value) triples.
+- `QConv2d` -> `Conv`. Lava's `Conv` computes a true convolution (`scipy.signal.convolve2d`)
+  on (X, Y, C) images with weights (C_out, X, Y, C_in/groups), so the IR's cross-correlation
+  kernel (C_out, C_in/groups, kh, kw) is flipped in both spatial axes and transposed. Its
+  CPU model ignores `weight_exp`: a positive exponent is folded into the kernel (exact), a
+  negative one is not expressible (the IR floors the shifted sum), and such a convolution is
+  lowered as the `Sparse` matrix it unrolls to.
+- Extra delay: folded into `DelayDense`/`DelaySparse` (at most 63 steps, Loihi 2's limit);
+  anything else (a convolution, a direct link, longer delays) goes through identity
+  `Sparse`/`DelaySparse` delay lines, each adding 1 + its delay steps.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from nmcompile.errors import UnsupportedError
+from nmcompile.ir.quantized import QConv2d, QDense, QSparse
+
+from ..plan import MAX_SYNAPTIC_DELAY, ProcSpec
+
+#: Stored weight range per sign mode at 8 bits, and the step Lava keeps (mixed drops 1 bit).
+WEIGHT_RANGE = {"mixed": (-256, 254, 2), "excitatory": (0, 255, 1), "inhibitory": (-255, 0, 1)}
+GRADED_BITS = 24  # num_message_bits for graded values (an LI readout's v, graded inputs)
+
+
+def sign_mode(values: np.ndarray) -> str:
+    """Lava's `determine_sign_mode`, as a name."""
+    if values.size == 0 or values.min() >= 0:
+        return "excitatory"
+    if values.max() <= 0:
+        return "inhibitory"
+    return "mixed"
+
+
+def check_weights(name: str, values: np.ndarray) -> str:
+    """The sign mode; refuse weights that Lava's 8-bit preparation would change."""
+    mode = sign_mode(values)
+    lo, hi, step = WEIGHT_RANGE[mode]
+    bad = (values < lo) | (values > hi) | (values % step != 0)
+    if values.size and bad.any():
+        w = int(values[bad][0])
+        raise UnsupportedError(
+            f"projection {name!r}: weight {w} does not survive Lava's 8-bit {mode} synapses "
+            f"(they hold {lo}..{hi}" + (", even values only" if step == 2 else "") +
+            "); quantise for the 'loihi2' profile")
+    return mode
+
+
+def message_bits(graded: bool) -> int:
+    return GRADED_BITS if graded else 0
+
+
+def inverse(perm: np.ndarray) -> np.ndarray:
+    inv = np.empty_like(perm)
+    inv[perm] = np.arange(len(perm))
+    return inv
+
+
+def dense_spec(name: str, node_name: str, node: QDense, perm_in: np.ndarray,
+               perm_out: np.ndarray, delay: int, graded: bool, inputs: list[str]) -> ProcSpec:
+    mode = check_weights(node_name, node.weight)
+    w = np.ascontiguousarray(node.weight[perm_out][:, perm_in])
+    params = {"shape": tuple(w.shape), "weights": w, "weight_exp": node.weight_exp,
+              "num_weight_bits": 8, "sign_mode": mode, "num_message_bits": message_bits(graded)}
+    if delay:
+        return ProcSpec(name, "DelayDense", node_name, {**params, "delays": delay}, inputs)
+    return ProcSpec(name, "Dense", node_name, params, inputs)
+
+
+def sparse_spec(name: str, node_name: str | None, rows: np.ndarray, cols: np.ndarray,
+                values: np.ndarray, shape: tuple[int, int], weight_exp: int,
+                perm_in: np.ndarray, perm_out: np.ndarray, delay: int, graded: bool,
+                inputs: list[str], note: str = "") -> ProcSpec:
+    mode = check_weights(node_name or name, values)
+    params = {"shape": (int(shape[0]), int(shape[1])),
+              "rows": inverse(perm_out)[rows].astype(np.int64),
+              "cols": inverse(perm_in)[cols].astype(np.int64),
+              "values": np.asarray(values, dtype=np.int64), "weight_exp": int(weight_exp),
+              "num_weight_bits": 8, "sign_mode": mode, "num_message_bits": message_bits(graded)}
+    if delay:
+        return ProcSpec(name, "DelaySparse", node_name, {**params, "delays": delay}, inputs,
+                        note)
+    return ProcSpec(name, "Sparse", node_name, params, inputs, note)
+
+
+def qsparse_spec(name: str, node_name: str, node: QSparse, perm_in: np.ndarray,
+                 perm_out: np.ndarray, delay: int, graded: bool, inputs: list[str]
+                 ) -> ProcSpec:
+    return sparse_spec(name, node_name, node.rows, node.cols, node.values, node.shape,
+                       node.weight_exp, perm_in, perm_out, delay, graded, inputs)
+
+
+def delay_line(name: str, n: int, delay: int, graded: bool, inputs: list[str]) -> ProcSpec:
+    """Identity synapses: 1 + `delay` steps of latency, values passed unchanged."""
+    idx = np.arange(n, dtype=np.int64)
+    return sparse_spec(name, None, idx, idx, np.ones(n, np.int64), (n, n), 0, idx, idx, delay,
+                       graded, inputs, note=f"delay line: {1 + delay} step(s)")
+
+
+def conv_stock(node: QConv2d) -> bool:
+    """Whether Lava's `Conv` computes this node exactly: a non-negative `weight_exp` (folded
+    into the kernel, which must stay within int32)."""
+    if node.weight_exp < 0:
+        return False
+    return int(np.abs(node.weight).max(initial=0)) << node.weight_exp < 2**31
+
+
+def conv_spec(name: str, node_name: str, node: QConv2d, in_shape: tuple[int, ...],
+              out_shape: tuple[int, ...], graded: bool, inputs: list[str]) -> ProcSpec:
+    c, h, w = in_shape
+    co, ho, wo = out_shape
+    # IR (C_out, C_in/g, kh, kw) cross-correlation -> Lava (C_out, X=kh, Y=kw, C_in/g)
+    # convolution: flip both spatial axes, then move C_in last.
+    kernel = node.weight[:, :, ::-1, ::-1].transpose(0, 2, 3, 1) << node.weight_exp
+    params = {"weight": np.ascontiguousarray(kernel), "input_shape": (h, w, c),
+              "output_shape": (ho, wo, co), "padding": tuple(node.padding),
+              "stride": tuple(node.stride), "dilation": tuple(node.dilation),
+              "groups": int(node.groups), "num_message_bits": message_bits(graded)}
+    note = "weight_exp folded into the kernel" if node.weight_exp else ""
+    return ProcSpec(name, "Conv", node_name, params, inputs, note)
+
+
+def conv_matrix(node: QConv2d, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The convolution as (rows, cols, values) over IR flat (C, H, W) indices: every kernel
+    tap that lands inside the input, zero weights included (they are stored synapses)."""
+    _c, h, w = in_shape
+    co, ho, wo = out_shape
+    _, cg, kh, kw = node.weight.shape
+    (s0, s1), (p0, p1), (d0, d1) = node.stride, node.padding, node.dilation
+    per_group = co // node.groups
+    o, y, x, ci, i, j = np.meshgrid(np.arange(co), np.arange(ho), np.arange(wo), np.arange(cg),
+                                    np.arange(kh), np.arange(kw), indexing="ij")
+    iy, ix = y * s0 - p0 + i * d0, x * s1 - p1 + j * d1
+    inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+    o, y, x, ci, i, j, iy, ix = (a[inside] for a in (o, y, x, ci, i, j, iy, ix))
+    cin = (o // per_group) * cg + ci
+    rows = (o * ho + y) * wo + x
+    cols = (cin * h + iy) * w + ix
+    return rows, cols, node.weight[o, ci, i, j]
+
+
+def split_delay(total: int) -> tuple[list[int], int]:
+    """Split `total` extra steps before a projection into identity delay lines (each adds
+    1 + d, d <= 63) and the delay left for a `DelayDense`/`DelaySparse` (<= 63)."""
+    lines: list[int] = []
+    rest = total
+    while rest > MAX_SYNAPTIC_DELAY:
+        step = min(MAX_SYNAPTIC_DELAY + 1, rest - MAX_SYNAPTIC_DELAY)
+        lines.append(step - 1)
+        rest -= step
+    return lines, rest
+
+
+def line_delays(total: int) -> list[int]:
+    """Delays of identity lines adding exactly `total` >= 1 steps (each adds 1 + d)."""
+    out = []
+    rest = total
+    while rest > 0:
+        step = min(MAX_SYNAPTIC_DELAY + 1, rest)
+        out.append(step - 1)
+        rest -= step
+    return out

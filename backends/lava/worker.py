@@ -1,0 +1,161 @@
+"""The Lava side of a run, in a freshly started interpreter that imports no PyTorch.
+
+Lava forks one OS process per Lava process; forking a process in which PyTorch has started
+its thread pools can deadlock the child. So `session.py` starts this module with
+`python -m backends.lava.worker SCRATCH` (a new interpreter, not a fork and not
+`multiprocessing`'s spawn, which would re-import the caller's `__main__`), hands it plain
+arrays in `SCRATCH/job<k>.npz` (loaded with `allow_pickle=False`) and reads back
+`SCRATCH/result<k>.npz`, or `SCRATCH/error.json` when a job failed.
+
+`session.json` groups the jobs; each group is one Lava run holding its jobs' networks side by
+side, guarded by `runner.run_guarded` (deadline, clean-up of children and shared memory).
+Groups run one after the other in this one interpreter, so they share its start-up.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import time
+import traceback
+import types
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _nmcompile_without_torch() -> None:
+    """Make `nmcompile.errors` importable without executing `nmcompile/__init__.py`.
+
+    `runner.py` raises `nmcompile.errors.NmcompileError` subclasses, and `import
+    nmcompile.errors` would first run the package's `__init__`, which imports the quantiser and
+    with it PyTorch. Registering the package as a bare namespace (same search path, no code run)
+    loads `errors.py` alone.
+    """
+    if "nmcompile" in sys.modules:
+        return
+    spec = importlib.util.find_spec("nmcompile")
+    if spec is None or spec.submodule_search_locations is None:
+        return
+    pkg = types.ModuleType("nmcompile")
+    pkg.__path__ = list(spec.submodule_search_locations)
+    pkg.__file__ = spec.origin
+    sys.modules["nmcompile"] = pkg
+
+
+def execute(jobs: list[tuple[Any, int, dict[str, np.ndarray], int]], timeout_s: float,
+            scratch: Path) -> list[dict[str, np.ndarray]]:
+    """Build several lowered networks side by side, run them as one Lava run, read them back.
+
+    A job is (plan, batch, RingBuffer data by input, steps). One run saves Lava's fixed cost
+    (compiling, forking, the shared-memory server) for every network but the first. Per job:
+    `rec/<layer>` (steps, batch * n) outputs of every neuron layer in Lava order;
+    `fanout/<proc>` synapses per input neuron of each counted connection process, from the
+    weights Lava holds after the run; `weights_ok/<proc>` whether those are the weights the
+    lowering asked for. The weight reader also holds a RefPort to every neuron layer's v, so
+    that all networks, and unconnected parts of one graph, belong to the one process graph
+    Lava compiles (it compiles what is connected to the process it runs).
+    """
+    from backends.lava.build import WEIGHT_VAR, build, replicate
+    from backends.lava.fanout import conv_fanout, matrix_fanout, sparse_fanout
+    from backends.lava.models import weight_reader
+    from backends.lava.runner import run_guarded
+
+    t0 = time.perf_counter()
+    steps = max(job[3] for job in jobs)
+    nets, read_back = [], []  # read_back: (job, proc name) per reader port, None: a link
+    sources = []
+    for k, (plan, batch, ring, _) in enumerate(jobs):
+        padded = {name: np.pad(data, ((0, 0), (0, steps - data.shape[1])))
+                  for name, data in ring.items()}  # a RingBuffer replays: pad with silence
+        net = build(plan, batch, padded, record_steps=steps)
+        nets.append(net)
+        counted = list(dict.fromkeys(c.proc for c in plan.counts))
+        for name in counted:
+            if plan.proc(name).kind in ("Dense", "DelayDense", "Conv"):
+                sources.append((net.processes[name], WEIGHT_VAR[plan.proc(name).kind]))
+                read_back.append((k, name))
+        for layer in plan.layers:  # join every layer (and so every network) into one run
+            sources.append((net.processes[layer.name], "v"))
+            read_back.append(None)
+    path = scratch / f"weights-{time.monotonic_ns()}.npz"
+    model_map: dict[Any, type] = {}
+    for net in nets:
+        model_map.update(net.model_map)
+    if sources:
+        reader, model = weight_reader(sources, steps, str(path))
+        model_map[reader] = model
+
+    def read() -> list[dict[str, np.ndarray]]:
+        return [{f"rec/{name}": np.stack([ex.receive() for _ in range(steps)])
+                 for name, ex in net.recorders.items()} for net in nets]
+
+    from lava.magma.core.run_configs import Loihi2SimCfg
+
+    cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=model_map)
+    t1 = time.perf_counter()
+    outs = run_guarded(nets[0].top, steps, cfg, read=read, timeout_s=timeout_s)
+    t2 = time.perf_counter()
+    assert outs is not None
+    held = dict(np.load(path, allow_pickle=False)) if sources else {}
+    path.unlink(missing_ok=True)
+    weights = {where: held[f"w{i}"] for i, where in enumerate(read_back) if where}
+    results = []
+    for k, ((plan, batch, _, _), net, rec) in enumerate(zip(jobs, nets, outs, strict=True)):
+        out = {key: np.rint(v).astype(np.int64) for key, v in rec.items()}
+        for name in dict.fromkeys(c.proc for c in plan.counts):
+            spec = plan.proc(name)
+            p = replicate(spec, batch)
+            if (k, name) in weights:
+                w = weights[(k, name)]
+                want = p["weights"] if "weights" in p else p["weight"]
+                out[f"weights_ok/{name}"] = np.array(np.array_equal(w, want))
+                out[f"fanout/{name}"] = conv_fanout(
+                    w.shape, p["input_shape"], p["output_shape"], p["stride"], p["padding"],
+                    p["dilation"], p["groups"]) if spec.kind == "Conv" else \
+                    matrix_fanout(w, batch)
+            else:
+                # Lava 0.10 cannot send a csr Var through a RefPort, and Var.get() returns
+                # its values without their positions: use the structure it was built with.
+                out[f"fanout/{name}"] = sparse_fanout(net.processes[name].weights.init, batch)
+                out[f"weights_ok/{name}"] = np.array(True)
+        # seconds building the processes, and in Lava (compile, start, steps, read, stop)
+        out["seconds/build"], out["seconds/lava"] = np.array(t1 - t0), np.array(t2 - t1)
+        results.append(out)
+    return results
+
+
+def main(scratch_dir: str) -> int:
+    scratch = Path(scratch_dir)
+    _nmcompile_without_torch()
+    from backends.lava.plan import Plan
+
+    session = json.loads((scratch / "session.json").read_text())
+    deadline = time.time() + float(session["timeout_s"])
+    for group in session["groups"]:
+        try:
+            jobs = []
+            for k in group:
+                with np.load(scratch / f"job{k}.npz", allow_pickle=False) as job:
+                    ring = {key[len("ring/"):]: job[key] for key in job.files
+                            if key.startswith("ring/")}
+                    jobs.append((Plan.from_arrays(job, "plan/"), int(job["batch"]), ring,
+                                 int(job["steps"])))
+            results = execute(jobs, max(deadline - time.time(), 1.0), scratch)
+            for k, result in zip(group, results, strict=True):
+                result["torch_imported"] = np.array("torch" in sys.modules)
+                np.savez(scratch / f"result{k}.npz", **result)
+        except Exception as exc:
+            # a LavaRunError carries the tracebacks Lava's own processes sent back
+            failures = [list(f) for f in getattr(exc, "failures", [])]
+            (scratch / "error.json").write_text(json.dumps({
+                "jobs": group, "type": type(exc).__name__, "message": str(exc),
+                "failures": [*failures, ["worker", traceback.format_exc()]]}))
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

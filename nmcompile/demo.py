@@ -143,12 +143,27 @@ def stage_emulate(d: Demo) -> None:
     d.summary["unsafe_updates"] = sum(result.counters["unsafe_updates"].values())
 
 
+def stage_lava(d: Demo, samples: int = 64) -> None:
+    """Run the quantised model on Lava 0.10 (fixed_pt, in a worker process) and compare every
+    spike of every layer with the emulator's."""
+    from .verify import verify
+
+    n = min(samples, d.test_spikes.shape[1])
+    report = verify(d.qgraph, d.test_spikes[:, :n], ["emulator", "lava"],
+                    labels=d.test_labels[:n])
+    d.summary["lava"] = {"samples": n, "equal_to_emulator": report.equal,
+                         "accuracy": report.accuracy.get("quantized")}
+    d.log(f"Lava on {n} test digits: " + ("every spike of every layer equals the emulator's"
+                                          if report.equal else f"DIFFERS: {report.mismatches[0]}"))
+
+
 STAGES: list[tuple[str, Callable[[Demo], None]]] = [
     ("train", stage_train),
     ("export", stage_export),
     ("interpret", stage_interpret),
     ("quantize", stage_quantize),
     ("emulate", stage_emulate),
+    ("lava", stage_lava),
     ("plot", stage_plot),
 ]
 

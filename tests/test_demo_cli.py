@@ -41,6 +41,7 @@ def test_demo_trains_to_90_percent_and_the_ir_agrees(demo_dir: Path) -> None:
     assert summary["float32_vs_ir_equal_bins"] > 0.999
     assert abs(acc["emulator"] - acc["ir_float"]) <= 0.02  # quantised within 2 points
     assert summary["unsafe_updates"] == 0
+    assert summary["lava"]["equal_to_emulator"] is True and summary["lava"]["samples"] == 64
     assert nmcompile.is_quantized(nmcompile.load(demo_dir / "digits_q.nmc"))
     assert (demo_dir / "digits.png").stat().st_size > 10_000
 

@@ -17,7 +17,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("lava", reason="lava-nc is not installed")
 
 import itertools
 
@@ -486,3 +485,18 @@ def test_import_is_cheap() -> None:
                          cwd=Path(__file__).resolve().parents[1], timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "['build', 'capabilities', 'check', 'compile', 'run']"
+
+
+def test_an_all_negative_matrix_holding_minus_256_runs_as_mixed() -> None:
+    """Only mixed-sign synapses store -256: the sign mode is passed to Lava, not inferred."""
+    g = Graph()
+    g.add_node("x", Input((2,)))
+    g.add_node("proj", QDense([[-256, -2], [-2, -256]]))
+    g.add_node("n", QLIF(vth=1, bias_mant=200, bias_exp=6))
+    g.add_node("o", Output())
+    chain(g, "x", "proj", "n", "o")
+    x = np.zeros((12, 1, 2), np.uint8)
+    x[::3, 0, 0] = 1
+    report = nmcompile.verify(g, x, ["emulator", "lava"])
+    assert report.equal, report.mismatches
+    assert report.backends["lava"]["spikes"] > 0

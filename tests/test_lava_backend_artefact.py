@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("lava", reason="lava-nc is not installed")
 
 import nmcompile
 from nmcompile.ir import Graph, Input, Output

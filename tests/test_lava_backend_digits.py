@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("lava", reason="lava-nc is not installed")
 
 import nmcompile
 from backends import lava as lava_backend

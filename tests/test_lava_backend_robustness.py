@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("lava", reason="lava-nc is not installed")
 
 import nmcompile
 from backends.lava import api, session

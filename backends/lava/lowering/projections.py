@@ -42,6 +42,8 @@ def sign_mode(values: np.ndarray) -> str:
 def check_weights(name: str, values: np.ndarray) -> str:
     """The sign mode; refuse weights that Lava's 8-bit preparation would change."""
     mode = sign_mode(values)
+    if mode == "inhibitory" and values.min() < -255:
+        mode = "mixed"  # only mixed synapses hold -256; the mode is passed to Lava explicitly
     lo, hi, step = WEIGHT_RANGE[mode]
     bad = (values < lo) | (values > hi) | (values % step != 0)
     if values.size and bad.any():

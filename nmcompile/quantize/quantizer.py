@@ -23,7 +23,6 @@ from ..errors import NmcompileError, UnsupportedError
 from ..ir import ALIF, IF, LI, LIF, Conv2d, Graph, Input, Output
 from ..ir.neurons import Neuron
 from ..ir.quantized import ACT_SHIFT, QALIF, QLI, QLIF, VTH_MAX, QConv2d, QDense, QSparse
-from ..passes import fold_linear
 from .profiles import Profile, get_profile
 
 UNIT = 1 << ACT_SHIFT  # synaptic input a counts in units of 64 of u and v
@@ -200,6 +199,8 @@ def quantize(graph: Graph, profile: str | Profile = "loihi2",
              *, report: bool = False) -> Graph | tuple[Graph, QuantizationReport]:
     """Quantise a float graph for `profile`; with `report=True` also return the per-layer
     report (exponents, clipping, rounding errors, safe-range use)."""
+    from ..passes import fold_linear  # imports PyTorch: only when quantising
+
     prof = get_profile(profile)
     folded = fold_linear(graph)
     shapes = folded.validate()

@@ -117,6 +117,6 @@ def test_example_equals_lava() -> None:
     assert np.array_equal(got["u"], em.states["lif"]["u"][:, 0])
     assert np.array_equal(got["v"], em.states["lif"]["v"][:, 0])
     assert np.array_equal(got["s_out"], em.output()[:, 0])
-    # Without a bias the silent step changes nothing: Lava's row t + 1 is the page's step t.
+    # u never sees the bias, so Lava's row t + 1 is the page's step t; here the spikes too.
     assert np.array_equal(got["u"][1:], r.states["lif"]["u"][:, 0])
     assert np.array_equal(got["s_out"][1:], r.output()[:, 0])

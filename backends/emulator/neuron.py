@@ -30,52 +30,56 @@ def update(a, u, v, th, du, dv, vth, bias, vth_step, da, spiking, adaptive, subt
            s_out, u_out, v_out, record, unsafe):  # pragma: no cover - compiled
     """Advance every neuron over the window.
 
-    a: (T, N) synaptic input; u, v, th: (N,) state, updated in place (th: the adaptation);
-    du..da: (N,) parameters; bias already `bias_mant << bias_exp`; vth already `vth << 6`.
-    s_out: (T, N) spikes, uint8 (or v, int64, for a non-spiking readout); u_out, v_out: traces,
-    written when `record`. unsafe: (N,) counts updates that left the safe range.
+    a: (T, B * n) synaptic input (any integer type); u, v, th: (B * n,) int64 state, updated
+    in place (th: the adaptation); du..da: (n,) parameters, shared by the batch; bias already
+    `bias_mant << bias_exp`, vth and vth_step already `<< 6`. s_out: (T, B * n) spikes (uint8),
+    or v (int64) for a non-spiking readout; u_out, v_out: traces, written when `record`.
+    unsafe: (B * n,) counts updates that left the safe range.
     """
     T, N = a.shape
+    n = du.shape[0]
     vmax = HALF - 1
     for t in range(T):
-        for k in range(N):
-            x = _decay(u[k], UNITY - du[k] - 1) + (a[t, k] << ACT_SHIFT)
-            if x > HALF:  # Lava's one conditional 24-bit wrap
-                x -= 2 * HALF
-                unsafe[k] += 1
-            elif x <= -HALF:
-                x += 2 * HALF
-                unsafe[k] += 1
-            u[k] = x
-            y = _decay(v[k], UNITY - dv[k]) + x + bias[k]
-            if y > vmax:
-                y = vmax
-                unsafe[k] += 1
-            elif y < -vmax:
-                y = -vmax
-                unsafe[k] += 1
-            if spiking:
-                theta = vth[k]
-                if adaptive:
-                    th[k] = _decay(th[k], UNITY - da[k])
-                    theta += th[k]
-                if y > theta:
-                    s_out[t, k] = 1
-                    y = y - theta if subtract else 0
+        for b in range(N // n):
+            for i in range(n):
+                k = b * n + i
+                x = _decay(u[k], UNITY - du[i] - 1) + (np.int64(a[t, k]) << ACT_SHIFT)
+                if x > HALF:  # Lava's one conditional 24-bit wrap
+                    x -= 2 * HALF
+                    unsafe[k] += 1
+                elif x <= -HALF:
+                    x += 2 * HALF
+                    unsafe[k] += 1
+                u[k] = x
+                y = _decay(v[k], UNITY - dv[i]) + x + bias[i]
+                if y > vmax:
+                    y = vmax
+                    unsafe[k] += 1
+                elif y < -vmax:
+                    y = -vmax
+                    unsafe[k] += 1
+                if spiking:
+                    theta = vth[i]
                     if adaptive:
-                        th[k] += vth_step[k]
+                        th[k] = _decay(th[k], UNITY - da[i])
+                        theta += th[k]
+                    if y > theta:
+                        s_out[t, k] = 1
+                        y = y - theta if subtract else 0
+                        if adaptive:
+                            th[k] += vth_step[i]
+                    else:
+                        s_out[t, k] = 0
                 else:
-                    s_out[t, k] = 0
-            else:
-                s_out[t, k] = y
-            v[k] = y
-            if record:
-                u_out[t, k] = x
-                v_out[t, k] = y
+                    s_out[t, k] = y
+                v[k] = y
+                if record:
+                    u_out[t, k] = x
+                    v_out[t, k] = y
 
 
 class NeuronLayer:
-    """State and parameters of one quantised neuron layer, flattened to N = batch * n."""
+    """State (flattened to batch * n) and parameters (n) of one quantised neuron layer."""
 
     def __init__(self, node, batch: int, n: int, shape: tuple[int, ...]) -> None:
         self.node = node
@@ -83,9 +87,9 @@ class NeuronLayer:
         self.adaptive = isinstance(node, QALIF)
         self.subtract = getattr(node, "reset", "zero") == "subtract"
 
-        def per_neuron(value) -> np.ndarray:
-            full = np.broadcast_to(np.asarray(value, dtype=np.int64), shape)
-            return np.ascontiguousarray(np.broadcast_to(full.reshape(1, n), (batch, n)).ravel())
+        def per_neuron(value) -> np.ndarray:  # (n,): the batch shares the parameters
+            return np.ascontiguousarray(np.broadcast_to(np.asarray(value, np.int64), shape)
+                                        .ravel())
 
         self.du, self.dv = per_neuron(node.du), per_neuron(node.dv)
         bias_exp = np.asarray(node.bias_exp, dtype=np.int64)
@@ -107,7 +111,7 @@ class NeuronLayer:
         self.unsafe = np.zeros(N, np.int64)
 
     def step(self, a: np.ndarray, record: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """a: (T, N) int64 input. Returns (output (T, N), u (T, N), v (T, N))."""
+        """a: (T, N) integer input. Returns (output (T, N), u (T, N), v (T, N))."""
         T, N = a.shape
         out = np.empty((T, N), np.uint8 if self.spiking else np.int64)
         u_out = np.empty((T, N) if record else (1, 1), np.int64)

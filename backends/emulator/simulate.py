@@ -89,7 +89,7 @@ def simulate(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,
         x = None
         for src, d in preds[name]:
             part = _window(out[src], t0, t1, d)
-            x = part if x is None else x + part
+            x = part if x is None else x.astype(np.int64) + part  # a sum of several: int64
         steps = t1 - t0
         if name in ops:
             apply, count = ops[name]
@@ -97,8 +97,7 @@ def simulate(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,
             events[name] += count(rows)
             return apply(rows).reshape(steps, B, -1)
         if name in layers:
-            y, u, v = layers[name].step(np.ascontiguousarray(x.reshape(steps, -1),
-                                                             dtype=np.int64), record)
+            y, u, v = layers[name].step(np.ascontiguousarray(x.reshape(steps, -1)), record)
             if record:
                 traces[name]["u"][t0:t1] = u.reshape(steps, B, -1)
                 traces[name]["v"][t0:t1] = v.reshape(steps, B, -1)

@@ -37,6 +37,7 @@ def int_array(value, field: str, ndim: int | None = None) -> np.ndarray:
     arr = np.array(arr, dtype=np.int64)
     if ndim is not None and arr.ndim != ndim:
         raise GraphError(f"parameter {field!r} must have {ndim} dimensions, got {arr.shape}")
+    arr.flags.writeable = False  # a quantised node is a value: backends may cache per array
     return arr
 
 

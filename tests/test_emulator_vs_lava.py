@@ -53,7 +53,6 @@ from multiprocessing import resource_tracker
 import numpy as np
 import pytest
 
-
 from backends.lava import compat  # installs the shim before anything imports Lava's core
 
 compat.import_lava()

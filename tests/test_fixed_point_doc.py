@@ -9,7 +9,6 @@ import re
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 import nmcompile
 from nmcompile.ir.quantized import QLIF, QDense
@@ -49,7 +48,11 @@ def test_example_prints_what_the_doc_shows() -> None:
 
 
 def test_example_uses_loihi_integers_that_survive_lavas_weight_preparation() -> None:
-    weightutils = pytest.importorskip("lava.utils.weightutils")
+    from backends.lava import compat
+
+    compat.import_lava()
+    from lava.utils import weightutils
+
     namespace, _ = run_example()
     g = namespace["g"]
     dense = [g[n] for n in g.schedule() if isinstance(g[n], QDense)]
@@ -68,13 +71,9 @@ def test_example_equals_lava() -> None:
     so Lava's rows 0..T equal the emulator run on the input with one silent step in front
     (docs/fixed_point.md, section 7).
     """
-    pytest.importorskip("lava")
     from backends.lava import compat
 
-    try:
-        compat.import_lava()
-    except compat.LavaUnavailable as exc:
-        pytest.skip(f"Lava cannot be imported here: {exc}")
+    compat.import_lava()
     from lava.magma.core.run_configs import Loihi2SimCfg
     from lava.proc.dense.models import PyDenseModelBitAcc
     from lava.proc.dense.process import Dense

@@ -11,14 +11,12 @@ backend="lava")`, in one Lava worker: the whole module costs one start-up.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
-
-
-import itertools
 
 import nmcompile
 from backends import lava as lava_backend

@@ -10,8 +10,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
-
 
 import nmcompile
 from nmcompile.ir import Graph, Input, Output

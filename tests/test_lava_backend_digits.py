@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-
 import nmcompile
 from backends import lava as lava_backend
 from nmcompile import demo

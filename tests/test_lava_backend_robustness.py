@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-
 import nmcompile
 from backends.lava import api, session
 from backends.lava.runner import LavaRunError

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-
 from backends.lava import compat  # installs the shim before anything imports Lava's core
 
 compat.import_lava()

@@ -148,3 +148,20 @@ def test_delayed_edges_to_nodes_scheduled_earlier() -> None:
         assert r.output().shape == (6, 1, 1)
         # n: u = 128 per step from x (plus 128 from its own spike a step later, via r)
         assert r.states["n"]["u"][0, 0, 0] == 128
+
+
+@pytest.mark.parametrize("density", [0.05, 0.9])
+@pytest.mark.parametrize("exp", [-3, 0, 5])
+def test_event_and_blas_routes_give_the_same_integers(density: float, exp: int) -> None:
+    """Sparse input is accumulated event by event, dense input goes through BLAS: both must
+    equal numpy's int64 product (then the flooring shift)."""
+    from backends.emulator.projections import EVENT_DENSITY, projection
+
+    rng = np.random.default_rng(int(density * 100) + exp)
+    w = rng.integers(-256, 256, (37, 53))
+    x = (rng.random((40, 53)) < density) * rng.integers(1, 4, (40, 53))
+    assert (np.count_nonzero(x) < EVENT_DENSITY * x.size) == (density < EVENT_DENSITY)
+    apply, _ = projection(QDense(w, exp), (53,), max_in=3)
+    want = x @ w.T
+    want = want << exp if exp > 0 else want >> -exp
+    assert np.array_equal(apply(x), want)

@@ -14,35 +14,14 @@ Groups run one after the other in this one interpreter, so they share its start-
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import time
 import traceback
-import types
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-
-def _nmcompile_without_torch() -> None:
-    """Make `nmcompile.errors` importable without executing `nmcompile/__init__.py`.
-
-    `runner.py` raises `nmcompile.errors.NmcompileError` subclasses, and `import
-    nmcompile.errors` would first run the package's `__init__`, which imports the quantiser and
-    with it PyTorch. Registering the package as a bare namespace (same search path, no code run)
-    loads `errors.py` alone.
-    """
-    if "nmcompile" in sys.modules:
-        return
-    spec = importlib.util.find_spec("nmcompile")
-    if spec is None or spec.submodule_search_locations is None:
-        return
-    pkg = types.ModuleType("nmcompile")
-    pkg.__path__ = list(spec.submodule_search_locations)
-    pkg.__file__ = spec.origin
-    sys.modules["nmcompile"] = pkg
 
 
 def execute(jobs: list[tuple[Any, int, dict[str, np.ndarray], int]], timeout_s: float,
@@ -129,7 +108,6 @@ def execute(jobs: list[tuple[Any, int, dict[str, np.ndarray], int]], timeout_s: 
 
 def main(scratch_dir: str) -> int:
     scratch = Path(scratch_dir)
-    _nmcompile_without_torch()
     from backends.lava.plan import Plan
 
     session = json.loads((scratch / "session.json").read_text())

@@ -52,6 +52,7 @@ from multiprocessing import resource_tracker
 
 import numpy as np
 import pytest
+from hygiene import children
 
 from backends.lava import compat  # installs the shim before anything imports Lava's core
 
@@ -521,21 +522,6 @@ def mismatch_message(net: Net, depth: int, lava: dict, emu: dict, where, offset:
 # --------------------------------------------------------------------------------------------
 
 
-def _children() -> set[int]:
-    """This process's children, live or zombie, from /proc."""
-    me, found = os.getpid(), set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2:].split()[1]) == me:
-                found.add(int(entry))
-    return found
-
-
 @dataclass
 class Suite:
     nets: dict[str, Net]
@@ -547,13 +533,13 @@ class Suite:
 @pytest.fixture(scope="module")
 def suite() -> Suite:
     resource_tracker.ensure_running()  # Python's shared tracker is not Lava's to clean up
-    children = _children()
+    before = children()
     nets = [random_network(seed) for seed in range(N_RANDOM)] + edge_networks()
     emulated = {net.name: emulate(net) for net in nets}
     lava: dict = {}
     for start in range(0, len(nets), BATCH):
         lava.update(run_lava(nets[start:start + BATCH]))
-    return Suite({net.name: net for net in nets}, emulated, lava, children)
+    return Suite({net.name: net for net in nets}, emulated, lava, before)
 
 
 NAMES = [f"seed{seed}" for seed in range(N_RANDOM)] + [net.name for net in edge_networks()]
@@ -763,7 +749,7 @@ def test_outside_the_safe_range() -> None:
 def test_no_lava_process_or_shared_memory_is_left(suite: Suite) -> None:
     """Every run above stopped its Lava children and unlinked its segments. (Segments are
     checked by name: other programs on the machine may use /dev/shm meanwhile.)"""
-    assert _children() <= suite.children_before, "a child process of the test process survived"
+    assert children() <= suite.children_before, "a child process of the test process survived"
     assert len(SEGMENTS) > 100, "the runs' segments were not recorded"
     left = sorted(name for name in SEGMENTS if os.path.exists(os.path.join("/dev/shm", name)))
     assert not left, f"shared-memory segments survived: {left[:5]}"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hygiene import children
 
 import nmcompile
 from backends.lava import api, session
@@ -41,20 +42,6 @@ def dense_graph(n_in: int = 8, n_hidden: int = 16, n_out: int = 4, seed: int = 0
 
 def spikes(T: int, B: int, n: int, seed: int = 1) -> np.ndarray:
     return (np.random.default_rng(seed).random((T, B, n)) < 0.3).astype(np.int64)
-
-
-def _children() -> set[int]:
-    me, found = os.getpid(), set()
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    stat = f.read()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2:].split()[1]) == me:
-                found.add(int(entry))
-    return found
 
 
 def _running(marker: str) -> list[int]:
@@ -85,11 +72,11 @@ def clean_slate():
     programs on this machine, Lava test suites included, may be creating and using segments
     meanwhile: theirs are mapped, a leaked one is not)."""
     resource_tracker.ensure_running()  # Python's shared tracker is not the backend's to clean
-    children, shm = _children(), set(os.listdir("/dev/shm"))
+    before, shm = children(), set(os.listdir("/dev/shm"))
     yield
     assert session.last_scratch is not None
     assert _running(session.last_scratch) == [], "a Lava worker process survived"
-    assert _children() == children, "a child process of the test process survived"
+    assert children() == before, "a child process of the test process survived"
     leaked = {n.removesuffix(" (deleted)") for n in set(os.listdir("/dev/shm")) - shm} - _mapped()
     assert not leaked, f"shared memory survived: {sorted(leaked)}"
     assert not Path(session.last_scratch).exists(), "the scratch folder survived"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hygiene import children
 
 from backends.lava import compat  # installs the shim before anything imports Lava's core
 
@@ -302,24 +303,6 @@ class PyFaulty(PyLoihiProcessModel):
         self.s_out.send(np.ones(self.s_out.shape, dtype=np.int32))
 
 
-def _children() -> set[tuple[int, str]]:
-    """(pid, state) of every process whose parent is this one, live or zombie, from /proc."""
-    me = os.getpid()
-    found = set()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
-        if int(fields[1]) == me:
-            found.add((int(entry), fields[0]))
-    return found
-
-
 def _shm() -> set[str]:
     return set(os.listdir("/dev/shm"))
 
@@ -339,9 +322,9 @@ def _faulty_network(mode: int) -> tuple[LIF, Loihi2SimCfg]:
 def clean_slate():
     """Snapshot children and /dev/shm; afterwards require both to be exactly as before."""
     resource_tracker.ensure_running()  # Python's shared tracker is not Lava's to clean up
-    children, shm = _children(), _shm()
+    before, shm = children(with_state=True), _shm()
     yield
-    assert _children() == children, "a child process of the test process survived"
+    assert children(with_state=True) == before, "a child process of the test process survived"
     assert _shm() == shm, "a shared-memory segment survived"
 
 

@@ -15,9 +15,8 @@ from collections.abc import Mapping
 import networkx as nx
 import numpy as np
 
-from nmcompile.errors import LimitError, NmcompileError
 from nmcompile.ir import Graph, Input, Output
-from nmcompile.ir.interpret import normalize_inputs
+from nmcompile.ir.inputs import check_activity, normalize_inputs
 from nmcompile.ir.neurons import Neuron
 from nmcompile.result import RunResult
 
@@ -52,17 +51,11 @@ def simulate(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,
              record: bool = False) -> RunResult:
     shapes = graph.validate()  # in schedule order
     order = list(shapes)
-    inputs, T, B = normalize_inputs(graph, inputs, shapes)
+    inputs, T, B = normalize_inputs(graph, inputs, shapes, integers=True)
     sizes = {name: int(np.prod(shape)) for name, shape in shapes.items()}
-    planned = 8 * T * B * sum(sizes.values()) * (3 if record else 1)
-    if planned > MAX_BYTES:
-        raise LimitError(f"emulating {T} steps of batch {B} would hold {planned / 2**30:.1f} GiB "
-                         f"(limit {MAX_BYTES / 2**30:.0f} GiB); run a smaller batch")
+    check_activity(T, B, shapes, record, MAX_BYTES)
     out: dict[str, np.ndarray] = {}  # node -> its outputs (T, B, n)
     for name, arr in inputs.items():
-        if arr.dtype.kind == "f" and not np.array_equal(arr, np.rint(arr)):
-            raise NmcompileError(f"input {name!r}: the emulator takes integer spikes or graded "
-                                 f"integers")
         out[name] = arr.reshape(T, B, -1)
         if arr.dtype.kind == "f" or arr.dtype.itemsize > 8:
             out[name] = out[name].astype(np.int64)

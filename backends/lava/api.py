@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from nmcompile.errors import LimitError, NmcompileError, ShapeError
+from nmcompile.errors import LimitError, NmcompileError
 from nmcompile.ir import Graph
+from nmcompile.ir.inputs import normalize_inputs
 from nmcompile.result import RunResult
 
 from .lowering import SUPPORTED, check, lower
@@ -51,32 +52,11 @@ Spikes = np.ndarray | Mapping[str, np.ndarray]
 def _inputs(graph: Graph, spikes: Spikes, shapes: Mapping[str, tuple[int, ...]]
             ) -> tuple[dict[str, np.ndarray], int, int]:
     """The caller's inputs as int64 (T, B, *shape) arrays by input name, with T and B."""
-    names = graph.inputs
-    if not isinstance(spikes, Mapping):
-        if len(names) != 1:
-            raise NmcompileError(f"the graph has inputs {names}: pass a dict by input name")
-        spikes = {names[0]: spikes}
-    if set(spikes) != set(names):
-        raise NmcompileError(f"inputs given for {sorted(spikes)}, the graph's inputs are {names}")
-    out, dims = {}, set()
-    for name in names:
-        arr = np.asarray(spikes[name])
-        want = tuple(shapes[name])
-        if arr.dtype.kind not in "biuf" or (arr.dtype.kind == "f" and
-                                             not np.array_equal(arr, np.rint(arr))):
-            raise NmcompileError(f"input {name!r}: Lava takes integer spikes or graded "
-                                 f"integers, got {arr.dtype}")
-        if arr.ndim != len(want) + 2 or tuple(arr.shape[2:]) != want or 0 in arr.shape[:2]:
-            raise ShapeError(f"input {name!r}: expected an array (T, batch, "
-                             f"{', '.join(map(str, want))}), got shape {arr.shape}")
+    inputs, T, B = normalize_inputs(graph, spikes, shapes, integers=True)
+    for name, arr in inputs.items():
         if np.abs(arr).max(initial=0) >= 2**23:
             raise NmcompileError(f"input {name!r}: values must stay within 24 bits")
-        out[name] = arr.astype(np.int64)
-        dims.add(arr.shape[:2])
-    if len(dims) != 1:
-        raise ShapeError(f"inputs disagree on (T, batch): {sorted(dims)}")
-    T, B = dims.pop()
-    return out, T, B
+    return {name: arr.astype(np.int64) for name, arr in inputs.items()}, T, B
 
 
 def _graded(inputs: Mapping[str, np.ndarray]) -> set[str]:

@@ -14,10 +14,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import LimitError, NmcompileError, ShapeError
+from ..errors import NmcompileError
 from ..result import RunResult
 from . import dynamics
 from .graph import Graph
+from .inputs import check_activity, normalize_inputs
 from .neurons import ALIF, IF, LI, LIF, Neuron
 from .node import Node, Shape
 from .ports import Input, Output
@@ -25,36 +26,6 @@ from .projections import AvgPool2d, Conv2d, Dense, Flatten, Scale, SumPool2d
 
 DTYPE = torch.float64
 MAX_BYTES = 8 << 30  # memory the interpreter may plan to hold before it refuses
-
-
-def normalize_inputs(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray],
-                     shapes: Mapping[str, Shape]) -> tuple[dict[str, np.ndarray], int, int]:
-    """Check the caller's inputs against the graph's Input nodes; return them with T, batch."""
-    names = graph.inputs
-    if not isinstance(inputs, Mapping):
-        if len(names) != 1:
-            raise NmcompileError(f"the graph has inputs {names}: pass a dict by input name")
-        inputs = {names[0]: inputs}
-    if set(inputs) != set(names):
-        raise NmcompileError(f"inputs given for {sorted(inputs)}, the graph's inputs are {names}")
-    out, dims = {}, set()
-    for name in names:
-        arr = np.asarray(inputs[name])
-        if arr.dtype.kind not in "biuf":
-            raise NmcompileError(f"input {name!r}: expected a numeric array, got {arr.dtype}")
-        want = shapes[name]
-        if arr.ndim != len(want) + 2 or tuple(arr.shape[2:]) != tuple(want):
-            dims = ", ".join(map(str, want))
-            raise ShapeError(f"input {name!r}: expected an array (T, batch, {dims}),"
-                             f" got shape {arr.shape}")
-        if arr.shape[0] < 1 or arr.shape[1] < 1:
-            raise ShapeError(f"input {name!r}: T and batch must be at least 1, got {arr.shape[:2]}")
-        out[name] = arr
-        dims.add(arr.shape[:2])
-    if len(dims) != 1:
-        raise ShapeError(f"inputs disagree on (T, batch): {sorted(dims)}")
-    T, batch = dims.pop()
-    return out, T, batch
 
 
 def _projection(node: Node) -> Callable[[Tensor], Tensor]:
@@ -83,7 +54,7 @@ def _projection(node: Node) -> Callable[[Tensor], Tensor]:
     raise NmcompileError(f"the float interpreter cannot run {type(node).__name__} nodes")
 
 
-def _fanout(node: Node, shape: Shape) -> Callable[[Tensor], Tensor] | None:
+def _fanout(node: Node) -> Callable[[Tensor], Tensor] | None:
     """Counts, for a batch of inputs, the stored synapses reached by non-zero inputs."""
     if isinstance(node, Dense):
         n_out = node.weight.shape[0]
@@ -139,10 +110,7 @@ def interpret(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,
     shapes = graph.validate()
     order = graph.schedule()
     inputs, T, batch = normalize_inputs(graph, inputs, shapes)
-    planned = 8 * T * batch * sum(int(np.prod(s)) for s in shapes.values()) * (3 if record else 1)
-    if planned > MAX_BYTES:
-        raise LimitError(f"running {T} steps of batch {batch} would hold {planned / 2**30:.1f} GiB "
-                         f"of activity (limit {MAX_BYTES / 2**30:.0f} GiB); run a smaller batch")
+    check_activity(T, batch, shapes, record, MAX_BYTES)
 
     ops: dict[str, Callable[[Tensor], Tensor]] = {}
     neurons: dict[str, _NeuronState] = {}
@@ -154,7 +122,7 @@ def interpret(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,
             ops[name] = neurons[name].step
         elif not isinstance(node, Input):
             ops[name] = _projection(node)
-            if (f := _fanout(node, shapes[name])) is not None:
+            if (f := _fanout(node)) is not None:
                 fanouts[name] = f
     preds = {name: graph.predecessors(name) for name in order}
     tensors = {name: torch.as_tensor(arr, dtype=DTYPE) for name, arr in inputs.items()}

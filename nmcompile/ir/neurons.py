@@ -52,9 +52,13 @@ class Neuron(Node):
     def output_shape(self, input_shape: Shape | None, name: str) -> Shape:
         if input_shape is None:
             raise ShapeError(f"neuron node {name!r} has no incoming edge")
-        for field in self._floats:
+        for field in self._per_neuron_fields():
             check_broadcast(getattr(self, field), input_shape, field, name)
         return input_shape
+
+    def _per_neuron_fields(self) -> tuple[str, ...]:
+        """The parameters that may be given per neuron (checked against the layer's shape)."""
+        return self._floats
 
 
 @register

@@ -15,9 +15,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from ..errors import GraphError, ShapeError
+from ..errors import GraphError
 from .neurons import RESETS, Neuron
-from .node import Node, Shape, check_broadcast, int_tuple, register
+from .node import Node, Shape, int_tuple, register
 from .projections import Conv2d, matrix_output_shape
 
 #: Fixed-point constants of the Loihi neuron (see docs/fixed_point.md).
@@ -148,12 +148,8 @@ class _QNeuron(Neuron):
         if getattr(self, "reset", "zero") not in RESETS:
             raise GraphError(f"{type(self).__name__} reset must be one of {RESETS}")
 
-    def output_shape(self, input_shape: Shape | None, name: str) -> Shape:
-        if input_shape is None:
-            raise ShapeError(f"neuron node {name!r} has no incoming edge")
-        for field in self._ints:
-            check_broadcast(getattr(self, field), input_shape, field, name)
-        return input_shape
+    def _per_neuron_fields(self) -> tuple[str, ...]:
+        return tuple(self._ints)
 
 
 _D = (0, 2**DECAY_BITS - 1)

@@ -170,7 +170,7 @@ def _amax(value: Any) -> float:
     return float(np.max(np.abs(value)))
 
 
-def _decay(factor: Any, offset: int, name: str, what: str, lossy: list[str]) -> Any:
+def _decay(factor: Any, offset: int, what: str, lossy: list[str]) -> Any:
     """4096 * (1 - factor) - offset as a 12-bit integer (scalar or per neuron)."""
     d = np.rint(4096 * (1 - np.asarray(factor, dtype=np.float64)) - offset)
     clipped = np.clip(d, 0, 4095)
@@ -202,8 +202,7 @@ def quantize(graph: Graph, profile: str | Profile = "loihi2",
     from ..passes import fold_linear  # imports PyTorch: only when quantising
 
     prof = get_profile(profile)
-    folded = fold_linear(graph)
-    shapes = folded.validate()
+    folded = fold_linear(graph)  # validated
     measured = _calibrate(folded, calibration) if calibration is not None else None
     out = Graph(dt=graph.dt, metadata=dict(graph.metadata))
     layers: list[LayerReport] = []
@@ -220,7 +219,7 @@ def quantize(graph: Graph, profile: str | Profile = "loihi2",
                                            f"readout) before each output")
             out.add_node(name, node)
         elif isinstance(node, Neuron):
-            layers.append(_quantize_layer(folded, name, node, shapes, prof, measured, half, out))
+            layers.append(_quantize_layer(folded, name, node, prof, measured, half, out))
     for u, v, d in folded.edges():
         out.add_edge(u, v, d)
     out.metadata["quantization"] = {"profile": prof.name,
@@ -230,7 +229,7 @@ def quantize(graph: Graph, profile: str | Profile = "loihi2",
     return (out, rep) if report else out
 
 
-def _quantize_layer(folded: Graph, name: str, node: Neuron, shapes, prof: Profile,
+def _quantize_layer(folded: Graph, name: str, node: Neuron, prof: Profile,
                     measured: dict[str, float] | None, half: float, out: Graph) -> LayerReport:
     if isinstance(node, (LIF, ALIF, IF)) and np.any(np.asarray(node.threshold) <= 0):
         raise NmcompileError(f"layer {name!r}: thresholds must be > 0 in fixed point "
@@ -283,15 +282,15 @@ def _quantize_layer(folded: Graph, name: str, node: Neuron, shapes, prof: Profil
                            *prof.bias_exp_range)) if _amax(b) > bmax_mant else 0
     bias_mant = np.rint(b / 2 ** bias_exp).astype(np.int64)
     bias_mant = int(bias_mant) if bias_mant.ndim == 0 else bias_mant
-    du = _decay(alpha, 1, name, "alpha", lossy)
-    dv = _decay(beta, 0, name, "beta", lossy)
+    du = _decay(alpha, 1, "alpha", lossy)
+    dv = _decay(beta, 0, "beta", lossy)
     common = {"du": du, "dv": dv, "bias_mant": bias_mant, "bias_exp": bias_exp}
     if isinstance(node, LI):
         qnode = QLI(**common)
     elif isinstance(node, ALIF):
         step = np.rint(np.asarray(node.adapt_step) * scale / UNIT).astype(np.int64)
         qnode = QALIF(vth=vth, vth_step=int(step) if step.ndim == 0 else step,
-                      da=_decay(node.rho, 0, name, "rho", lossy), reset=node.reset, **common)
+                      da=_decay(node.rho, 0, "rho", lossy), reset=node.reset, **common)
     else:
         qnode = QLIF(vth=vth, reset=node.reset, **common)
     out.add_node(name, qnode)

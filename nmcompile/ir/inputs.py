@@ -1,0 +1,56 @@
+"""The caller's input arrays, checked against a graph's Input nodes (shared by every runner)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from ..errors import LimitError, NmcompileError, ShapeError
+from .graph import Graph
+from .node import Shape
+
+
+def normalize_inputs(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray],
+                     shapes: Mapping[str, Shape], *, integers: bool = False
+                     ) -> tuple[dict[str, np.ndarray], int, int]:
+    """Check inputs (T, batch, *shape), or a dict of them by input name; return them by name
+    with T and batch. `integers`: refuse non-integral values (the fixed-point targets)."""
+    names = graph.inputs
+    if not isinstance(inputs, Mapping):
+        if len(names) != 1:
+            raise NmcompileError(f"the graph has inputs {names}: pass a dict by input name")
+        inputs = {names[0]: inputs}
+    if set(inputs) != set(names):
+        raise NmcompileError(f"inputs given for {sorted(inputs)}, the graph's inputs are {names}")
+    out, dims = {}, set()
+    for name in names:
+        arr = np.asarray(inputs[name])
+        if arr.dtype.kind not in "biuf":
+            raise NmcompileError(f"input {name!r}: expected a numeric array, got {arr.dtype}")
+        if integers and arr.dtype.kind == "f" and not np.array_equal(arr, np.rint(arr)):
+            raise NmcompileError(f"input {name!r}: fixed-point targets take integer spikes or "
+                                 f"graded integers")
+        want = tuple(shapes[name])
+        if arr.ndim != len(want) + 2 or tuple(arr.shape[2:]) != want:
+            raise ShapeError(f"input {name!r}: expected an array (T, batch, "
+                             f"{', '.join(map(str, want))}), got shape {arr.shape}")
+        if arr.shape[0] < 1 or arr.shape[1] < 1:
+            raise ShapeError(f"input {name!r}: T and batch must be at least 1, got {arr.shape[:2]}")
+        out[name] = arr
+        dims.add(arr.shape[:2])
+    if len(dims) != 1:
+        raise ShapeError(f"inputs disagree on (T, batch): {sorted(dims)}")
+    T, batch = dims.pop()
+    return out, T, batch
+
+
+def check_activity(T: int, batch: int, shapes: Mapping[str, Shape], record: bool,
+                   max_bytes: int) -> None:
+    """Refuse, before allocating, a run whose per-step activity (8 bytes a value, three
+    times over when traces are recorded) would exceed `max_bytes`."""
+    planned = 8 * T * batch * sum(int(np.prod(s)) for s in shapes.values()) * (3 if record else 1)
+    if planned > max_bytes:
+        raise LimitError(f"running {T} steps of batch {batch} would hold "
+                         f"{planned / 2**30:.1f} GiB of activity (limit "
+                         f"{max_bytes / 2**30:.0f} GiB); run a smaller batch")

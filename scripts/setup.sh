@@ -7,14 +7,9 @@ cd "$(dirname "$0")/.."
 VENV=.venv
 LAVA="lava-nc==0.10.0"
 # Debian packages the toolchain drives (simulators, synthesis); installed when missing.
-APT_PACKAGES=()
+APT_PACKAGES=(iverilog verilator yosys nextpnr-ice40)
 
-want=$(cat requirements.txt scripts/setup.sh pyproject.toml | sha256sum | cut -c1-16)
-stamp="$VENV/.nmcompile-setup-$want"
-if [[ -f "$stamp" ]]; then
-    exit 0
-fi
-
+# Checked on every run (a few ms): a machine may keep .venv but lose its Debian packages.
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
@@ -24,6 +19,12 @@ if (( ${#missing[@]} )); then
     sudo=""; [[ $(id -u) -eq 0 ]] || sudo="sudo"
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
+
+want=$(cat requirements.txt scripts/setup.sh pyproject.toml | sha256sum | cut -c1-16)
+stamp="$VENV/.nmcompile-setup-$want"
+if [[ -f "$stamp" ]]; then
+    exit 0
 fi
 
 if [[ ! -x "$VENV/bin/python" ]]; then

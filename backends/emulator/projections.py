@@ -18,10 +18,12 @@ import scipy.sparse as sp
 from numba import njit, prange
 from numpy.lib.stride_tricks import sliding_window_view
 
+from nmcompile.analysis.fanout import conv_fanout
 from nmcompile.errors import NmcompileError
 from nmcompile.ir.quantized import QConv2d, QDense, QSparse
 
 Op = Callable[[np.ndarray], np.ndarray]
+Count = Callable[[np.ndarray], tuple[int, int, np.ndarray]]
 CHUNK_BYTES = 256 << 20  # im2col working set per chunk
 EVENT_DENSITY = 0.25  # below this fraction of non-zero inputs, accumulate event by event
 
@@ -128,23 +130,60 @@ def _conv(weight: np.ndarray, node: QConv2d, in_shape: tuple[int, ...]) -> Op:
     return apply
 
 
-def projection(node, in_shape: tuple[int, ...], max_in: int) -> tuple[Op, Op]:
-    """(apply, events): apply maps inputs (M, *in_shape) flattened to (M, in) onto int64
-    outputs (M, out); events counts delivered (non-zero input, stored synapse) pairs."""
+def projection(node, in_shape: tuple[int, ...], max_in: int) -> tuple[Op, Count]:
+    """(apply, count): apply maps inputs (M, *in_shape) flattened to (M, in) onto int64
+    outputs (M, out); count maps the same inputs to (events, nonzero_events, reached):
+
+        events          = #{(m, i, j): x[m, i] != 0 and synapse i -> j is stored}
+        nonzero_events  = #{(m, i, j): x[m, i] != 0 and w[j, i] != 0}
+        reached[m, j]   = exists i: x[m, i] != 0 and synapse i -> j is stored
+
+    A dense matrix stores its zeros, a sparse one only its listed entries, a convolution
+    every kernel tap that lands inside the input (padding is not a synapse). `reached` is
+    (M, out) bool, or (M, 1) where every output is reached alike (a dense matrix)."""
     if isinstance(node, QDense):
-        mul = _exact_matmul(node.weight, max_in, node.weight_exp)
-        n_out = node.weight.shape[0]
-        return (mul,
-                lambda x: int(np.count_nonzero(x)) * n_out)
+        w = node.weight
+        mul = _exact_matmul(w, max_in, node.weight_exp)
+        nz_col = _prepare(w, "nz_col", lambda: np.count_nonzero(w, axis=0).astype(np.int64))
+        n_out, full = w.shape[0], int(nz_col.sum()) == w.size
+
+        def count_dense(x: np.ndarray) -> tuple[int, int, np.ndarray]:
+            mask = x != 0
+            events = int(np.count_nonzero(mask)) * n_out
+            nonzero = events if full else int(mask.sum(axis=0, dtype=np.int64) @ nz_col)
+            return events, nonzero, mask.any(axis=1)[:, None]
+
+        return mul, count_dense
     if isinstance(node, QSparse):
         w = sp.csr_matrix((node.values, (node.rows, node.cols)), shape=node.shape,
                           dtype=np.int64)
         fanout = np.bincount(node.cols, minlength=node.shape[1]).astype(np.int64)
-        return (lambda x: shift(np.asarray((w @ x.T).T), node.weight_exp),
-                lambda x: int((x != 0).sum(axis=0) @ fanout))
+        nz_fanout = np.bincount(node.cols[node.values != 0],
+                                minlength=node.shape[1]).astype(np.int64)
+        structure = sp.csr_matrix((np.ones(len(node.rows), np.int32), (node.rows, node.cols)),
+                                  shape=node.shape)
+
+        def count_sparse(x: np.ndarray) -> tuple[int, int, np.ndarray]:
+            mask = x != 0
+            per_col = mask.sum(axis=0, dtype=np.int64)
+            reached = np.asarray((structure @ mask.T.astype(np.int32)).T) > 0
+            return int(per_col @ fanout), int(per_col @ nz_fanout), reached
+
+        return (lambda x: shift(np.asarray((w @ x.T).T), node.weight_exp)), count_sparse
     if isinstance(node, QConv2d):
         conv = _conv(node.weight, node, in_shape)
         ones = _conv(np.ones_like(node.weight), node, in_shape)
-        return (lambda x: shift(conv(x), node.weight_exp),
-                lambda x: int(ones((x != 0).astype(np.int64)).sum()))
+        nz_fanout = None if np.all(node.weight != 0) else conv_fanout(
+            node.weight, in_shape, node.output_shape(in_shape, "conv"), node.stride,
+            node.padding, node.dilation, node.groups, nonzero=True)
+
+        def count_conv(x: np.ndarray) -> tuple[int, int, np.ndarray]:
+            mask = x != 0
+            per_out = ones(mask)  # events arriving at each output: a ones-kernel convolution
+            events = int(per_out.sum())
+            nonzero = events if nz_fanout is None else int(
+                mask.sum(axis=0, dtype=np.int64) @ nz_fanout)
+            return events, nonzero, per_out > 0
+
+        return (lambda x: shift(conv(x), node.weight_exp)), count_conv
     raise NmcompileError(f"the emulator has no projection {type(node).__name__}")

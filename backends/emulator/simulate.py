@@ -6,6 +6,11 @@ shifts it in time), so a projection is one matrix product over all T steps and a
 call of the compiled update over T steps. The nodes of a cycle (a strongly connected
 component, whose delays are >= 1) are advanced together one step at a time, with the same
 projection and neuron code on windows of one step.
+
+Counters (exact, per node; see `RunResult`): a projection's synaptic events (delivered
+non-zero input x stored synapse) and those of them on a non-zero weight; a neuron layer's
+updates, and its active updates: the (step, sample, neuron) triples at which at least one
+synaptic event (or a non-zero direct input) arrived or the neuron spiked.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import numpy as np
 from nmcompile.ir import Graph, Input, Output
 from nmcompile.ir.inputs import check_activity, normalize_inputs
 from nmcompile.ir.neurons import Neuron
+from nmcompile.ir.quantized import QDense
 from nmcompile.result import RunResult
 
 from .neuron import NeuronLayer
@@ -63,7 +69,8 @@ def simulate(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,
     preds = {name: graph.predecessors(name) for name in order}
     bound = {name: int(np.abs(arr).max(initial=0)) for name, arr in out.items()}
     layers: dict[str, NeuronLayer] = {}
-    ops, events = {}, {}
+    ops, events, nonzero_events = {}, {}, {}
+    reached: dict[str, np.ndarray] = {}  # projection -> (T, B, out or 1) bool: an event arrived
     for name in order:  # bounds on each node's output choose an exact matmul type
         node = graph[name]
         if isinstance(node, Neuron):
@@ -72,8 +79,11 @@ def simulate(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,
         elif not isinstance(node, (Input, Output)):
             max_in = max(bound.get(s, 2**23) for s, _ in preds[name])
             ops[name] = projection(node, shapes[preds[name][0][0]], max_in)
-            events[name] = 0
+            events[name] = nonzero_events[name] = 0
+            width = 1 if isinstance(node, QDense) else sizes[name]  # dense: all alike
+            reached[name] = np.zeros((T, B, width), bool)
             bound[name] = 2**31
+    active = dict.fromkeys(layers, 0)
     traces = {n: {k: np.zeros((T, B, sizes[n]), np.int64) for k in ("u", "v")}
               for n in layers} if record else {}
 
@@ -87,14 +97,23 @@ def simulate(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,
         if name in ops:
             apply, count = ops[name]
             rows = x.reshape(steps * B, -1)
-            events[name] += count(rows)
+            n_events, n_nonzero, hit = count(rows)
+            events[name] += n_events
+            nonzero_events[name] += n_nonzero
+            reached[name][t0:t1] = hit.reshape(steps, B, -1)
             return apply(rows).reshape(steps, B, -1)
         if name in layers:
             y, u, v = layers[name].step(np.ascontiguousarray(x.reshape(steps, -1)), record)
             if record:
                 traces[name]["u"][t0:t1] = u.reshape(steps, B, -1)
                 traces[name]["v"][t0:t1] = v.reshape(steps, B, -1)
-            return y.reshape(steps, B, -1)
+            y = y.reshape(steps, B, -1)
+            hit = y != 0 if layers[name].spiking else np.zeros(y.shape, bool)
+            for src, d in preds[name]:
+                hit |= (_window(reached[src], t0, t1, d) if src in reached
+                        else _window(out[src], t0, t1, d) != 0)
+            active[name] += int(np.count_nonzero(hit))
+            return y
         return x  # an Output records the sum of its inputs
 
     for group in _groups(graph, order):
@@ -122,6 +141,8 @@ def simulate(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,
         "spikes": {n: int(out[n].sum(dtype=np.int64)) for n in spiking},
         "neuron_updates": {n: T * B * sizes[n] for n in layers},
         "synaptic_events": events,
+        "synaptic_events_nonzero": nonzero_events,
+        "active_neuron_updates": active,
         "unsafe_updates": {n: int(layer.unsafe.sum()) for n, layer in layers.items()},
     }
     return RunResult(outputs=outputs, backend="emulator",

@@ -1,0 +1,312 @@
+"""What a network does on an input, counted exactly per node: synaptic operations, neuron
+updates (active and idle), spikes, and the memory its weights and states take.
+
+A synaptic operation is one (delivered non-zero input, stored synapse) pair. A dense matrix
+stores its zeros, a sparse one only its listed entries, a convolution every kernel tap that
+lands inside the input (padding holds no synapse), so both the stored-synapse count and the
+count on non-zero weights are kept. A neuron update is active when at least one synaptic
+event (or a non-zero direct input) reached the neuron on that step, or it spiked; otherwise
+idle.
+
+Counts come from a backend's counters where it keeps them all (the emulator), else they are
+derived here from the recorded spikes of every layer (the float interpreter, Lava): two
+implementations that tests hold equal.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from ..errors import UnsupportedError
+from ..ir import Graph, Input, Neuron
+from ..ir.projections import Conv2d, Dense
+from ..ir.quantized import QConv2d, QDense, QSparse
+from ..result import RunResult
+from .fanout import conv_fanout, matrix_fanout, sparse_fanout
+
+#: Counters a backend must keep for `from_result` to use them instead of recorded spikes.
+EXACT_COUNTERS = ("spikes", "neuron_updates", "active_neuron_updates", "synaptic_events",
+                  "synaptic_events_nonzero")
+FLOAT_BITS = 32  # a float graph's weights and states, as float32 hardware would hold them
+PROJECTIONS = (Dense, Conv2d, QDense, QSparse, QConv2d)
+
+
+@dataclass
+class LayerCounts:
+    """One node's counts over a run of `samples` inputs of `steps` steps (floats when they are
+    expectations, from `analytic`).
+
+    Projection (input x, fan-out f_i stored synapses of input i, f'_i of them non-zero):
+        synaptic_ops = sum_{t, b} sum_{i: x[t, b, i] != 0} f_i;  synaptic_ops_nonzero with f'_i
+        synapses = sum_i f_i (connections, padding excluded), nonzero_synapses = sum_i f'_i;
+        weights: stored weight values (a kernel is stored once), weight_bits = weights x width
+        (+ index_bits: one target index per stored synapse of a sparse matrix)
+    Neuron layer (n neurons):
+        neuron_updates = steps x samples x n;  active_updates: updates reached by an event or
+        with a spike;  spikes;  state_bits = n x states x width
+    Input: spikes = non-zero input values (`neurons` = its size).
+    """
+
+    name: str
+    type: str
+    kind: str  # "input", "projection" or "neuron"
+    shape: tuple[int, ...]
+    sources: list[str] = field(default_factory=list)
+    synapses: int = 0
+    nonzero_synapses: int = 0
+    weights: int = 0
+    weight_bits: int = 0
+    index_bits: int = 0
+    synaptic_ops: float = 0
+    synaptic_ops_nonzero: float = 0
+    neurons: int = 0
+    state_bits: int = 0
+    neuron_updates: float = 0
+    active_updates: float = 0
+    spikes: float = 0
+
+    @property
+    def idle_updates(self) -> float:
+        return self.neuron_updates - self.active_updates
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["shape"] = list(self.shape)
+        out["idle_updates"] = self.idle_updates
+        return out
+
+
+#: Totals of these fields are summed over layers (`input_spikes` separately).
+TOTALS = ("synapses", "nonzero_synapses", "weights", "weight_bits", "index_bits",
+          "synaptic_ops", "synaptic_ops_nonzero", "neurons", "state_bits", "neuron_updates",
+          "active_updates", "idle_updates", "spikes")
+
+
+@dataclass
+class Counts:
+    """Per-node counts of one run (`measured`) or their expectation (`analytic`)."""
+
+    layers: list[LayerCounts]
+    steps: int
+    samples: int
+    measured: bool = True
+    backend: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def layer(self, name: str) -> LayerCounts:
+        for layer in self.layers:
+            if layer.name == name:
+                return layer
+        raise KeyError(name)
+
+    def total(self) -> dict[str, float]:
+        """Sums over layers, over the whole run; `input_spikes` counts the inputs' events."""
+        out = {key: sum(getattr(layer, key) for layer in self.layers if layer.kind != "input")
+               for key in TOTALS}
+        out["input_spikes"] = sum(layer.spikes for layer in self.layers if layer.kind == "input")
+        return out
+
+    def per_inference(self) -> dict[str, float]:
+        """What one inference (one sample of `steps` steps) costs, for the energy models:
+        the run's totals divided by `samples`, plus `macs` (one pass of a conventional ANN of
+        the same topology: one multiply-accumulate per synapse) and `dense_synaptic_ops`
+        (every synapse evaluated on every step, as a clocked simulation does)."""
+        total = self.total()
+        out = {key: total[key] / self.samples for key in (
+            "synaptic_ops", "synaptic_ops_nonzero", "neuron_updates", "active_updates",
+            "idle_updates", "spikes", "input_spikes")}
+        out["macs"] = total["synapses"]
+        out["dense_synaptic_ops"] = total["synapses"] * self.steps
+        return out
+
+
+# ------------------------------------------------------------------------------------------
+# What a graph stores
+# ------------------------------------------------------------------------------------------
+
+
+def weight_width(graph: Graph) -> int:
+    """Bits per stored weight: the quantisation profile's width, else the narrowest signed
+    width holding every quantised weight, else 32 for a float graph."""
+    from ..quantize.profiles import PROFILES
+
+    profile = graph.metadata.get("quantization", {}).get("profile")
+    if profile in PROFILES:
+        return PROFILES[profile].weight_bits
+    stored = [node.values if isinstance(node, QSparse) else node.weight
+              for node in graph.nodes.values() if isinstance(node, (QDense, QSparse, QConv2d))]
+    if not stored:
+        return FLOAT_BITS
+    return max(int(np.abs(w).max(initial=0)).bit_length() + 1 for w in stored)
+
+
+def state_width(graph: Graph) -> int:
+    from ..quantize.profiles import PROFILES
+
+    profile = graph.metadata.get("quantization", {}).get("profile")
+    if profile in PROFILES:
+        return PROFILES[profile].state_bits
+    return 24 if any(n.quantized for n in graph.nodes.values()) else FLOAT_BITS
+
+
+def fanouts(node, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """(fanout, nonzero fanout), one value per input element, of a projection node."""
+    if isinstance(node, (Dense, QDense)):
+        return matrix_fanout(node.weight), matrix_fanout(node.weight, nonzero=True)
+    if isinstance(node, QSparse):
+        n_in = node.shape[1]
+        return (sparse_fanout(node.cols, node.values, n_in),
+                sparse_fanout(node.cols, node.values, n_in, nonzero=True))
+    if isinstance(node, (Conv2d, QConv2d)):
+        geometry = (node.stride, node.padding, node.dilation, node.groups)
+        return (conv_fanout(node.weight, in_shape, out_shape, *geometry),
+                conv_fanout(node.weight, in_shape, out_shape, *geometry, nonzero=True))
+    raise UnsupportedError(f"no synapse count for {type(node).__name__} nodes; fold linear "
+                           f"chains first (nmcompile.passes.fold.fold_linear)")
+
+
+def static_counts(graph: Graph) -> dict[str, LayerCounts]:
+    """Every input, projection and neuron node with what it stores, in schedule order."""
+    shapes = graph.validate()
+    wbits, sbits = weight_width(graph), state_width(graph)
+    out = {}
+    for name, shape in shapes.items():
+        node = graph[name]
+        preds = graph.predecessors(name)
+        row = LayerCounts(name, type(node).__name__, "", tuple(shape),
+                          sources=[s for s, _ in preds])
+        n = int(np.prod(shape))
+        if isinstance(node, Input):
+            row.kind, row.neurons = "input", n
+        elif isinstance(node, Neuron):
+            row.kind, row.neurons = "neuron", n
+            row.state_bits = n * len(node.states) * sbits
+        elif isinstance(node, PROJECTIONS):
+            row.kind = "projection"
+            fan, nz = fanouts(node, shapes[preds[0][0]], shape)
+            row.synapses, row.nonzero_synapses = int(fan.sum()), int(nz.sum())
+            row.weights = len(node.values) if isinstance(node, QSparse) else node.weight.size
+            row.weight_bits = row.weights * wbits
+            if isinstance(node, QSparse):
+                row.index_bits = row.weights * max(1, math.ceil(math.log2(node.shape[0])))
+        elif node.kind == "projection":
+            raise UnsupportedError(f"node {name!r} ({type(node).__name__}): fold linear chains "
+                                   f"into single projections first "
+                                   f"(nmcompile.passes.fold.fold_linear)")
+        else:
+            continue  # Output: records, stores nothing
+        out[name] = row
+    return out
+
+
+# ------------------------------------------------------------------------------------------
+# What a run does
+# ------------------------------------------------------------------------------------------
+
+
+def _shifted(x: np.ndarray, d: int) -> np.ndarray:
+    """x (T, ...) through an edge of delay d: step t holds x[t - d], zeros before."""
+    if d == 0:
+        return x
+    out = np.zeros_like(x)
+    if d < len(x):
+        out[d:] = x[:len(x) - d]
+    return out
+
+
+def _reached(node, mask: np.ndarray, in_shape: tuple[int, ...]) -> np.ndarray:
+    """mask (M, in) bool -> (M, out) or (M, 1) bool: outputs that at least one event reaches."""
+    if isinstance(node, (Dense, QDense)):
+        return mask.any(axis=1)[:, None]
+    if isinstance(node, QSparse):
+        structure = sp.csr_matrix((np.ones(len(node.rows), np.int32), (node.rows, node.cols)),
+                                  shape=node.shape)
+        return np.asarray((structure @ mask.T.astype(np.int32)).T) > 0
+    import torch
+    import torch.nn.functional as F
+
+    ones = torch.ones(node.weight.shape, dtype=torch.float32)
+    x = torch.as_tensor(mask.reshape(-1, *in_shape), dtype=torch.float32)
+    hits = F.conv2d(x, ones, None, node.stride, node.padding, node.dilation, node.groups)
+    return hits.reshape(len(mask), -1).numpy() > 0
+
+
+def from_spikes(graph: Graph, values: Mapping[str, np.ndarray], steps: int, samples: int,
+                backend: str | None = None) -> Counts:
+    """Counts derived from what every input and neuron layer emitted: `values` maps each
+    input and neuron node to (T, B, ...) (spikes, or an LI readout's values). Each projection
+    must be fed by inputs and neuron layers only (a folded graph)."""
+    rows = static_counts(graph)
+    flat = {name: np.asarray(v).reshape(steps, samples, -1) for name, v in values.items()}
+    shapes = graph.validate()
+    reached: dict[str, np.ndarray] = {}
+    for name, row in rows.items():
+        if row.kind != "projection":
+            continue
+        node = graph[name]
+        x = None
+        for src, d in graph.predecessors(name):
+            if src not in flat:
+                raise UnsupportedError(f"projection {name!r} is fed by {src!r}, which is not an "
+                                       f"input or neuron layer: fold linear chains first")
+            part = _shifted(flat[src], d)
+            x = part if x is None else x.astype(np.int64) + part
+        mask = (x != 0).reshape(steps * samples, -1)
+        fan, nz = fanouts(node, shapes[row.sources[0]], row.shape)
+        per_input = mask.sum(axis=0, dtype=np.int64)
+        row.synaptic_ops, row.synaptic_ops_nonzero = int(per_input @ fan), int(per_input @ nz)
+        reached[name] = _reached(node, mask, shapes[row.sources[0]]).reshape(steps, samples, -1)
+    for name, row in rows.items():
+        if row.kind == "input":
+            row.spikes = int(np.count_nonzero(flat[name]))
+        if row.kind != "neuron":
+            continue
+        y = flat[name]
+        spiking = graph[name].spiking
+        hit = (y != 0) if spiking else np.zeros(y.shape, bool)
+        for src, d in graph.predecessors(name):
+            hit |= _shifted(reached[src], d) if src in reached else _shifted(flat[src] != 0, d)
+        row.neuron_updates = steps * samples * row.neurons
+        row.active_updates = int(np.count_nonzero(hit))
+        row.spikes = int(np.count_nonzero(y)) if spiking else 0
+    return Counts(list(rows.values()), steps, samples, True, backend)
+
+
+def from_result(graph: Graph, inputs: Mapping[str, np.ndarray], result: RunResult,
+                steps: int, samples: int) -> Counts:
+    """Counts of a run: the backend's own counters when it keeps all of `EXACT_COUNTERS`,
+    else derived from the recorded spikes (`result` must then come from `record=True`)."""
+    c = result.counters
+    if all(key in c for key in EXACT_COUNTERS):
+        rows = static_counts(graph)
+        for name, row in rows.items():
+            if row.kind == "input":
+                row.spikes = int(np.count_nonzero(inputs[name]))
+            elif row.kind == "projection":
+                row.synaptic_ops = c["synaptic_events"][name]
+                row.synaptic_ops_nonzero = c["synaptic_events_nonzero"][name]
+            else:
+                row.neuron_updates = c["neuron_updates"][name]
+                row.active_updates = c["active_neuron_updates"][name]
+                row.spikes = c["spikes"].get(name, 0)
+        return Counts(list(rows.values()), steps, samples, True, result.backend)
+    values = dict(inputs)
+    for name, row in static_counts(graph).items():
+        if row.kind != "neuron":
+            continue
+        if graph[name].spiking:
+            if name not in result.spikes:
+                raise UnsupportedError(f"the {result.backend} result holds no spikes of "
+                                       f"{name!r}: run with record=True")
+            values[name] = result.spikes[name]
+        else:
+            values[name] = result.states[name]["v"]
+    return from_spikes(graph, values, steps, samples, result.backend)
+

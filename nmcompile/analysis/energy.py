@@ -1,0 +1,212 @@
+"""Device energy models as data: one TOML file per device, every number with its source.
+
+A device is a list of terms, each an energy per operation times one of the counts of
+`Counts.per_inference`:
+
+    E_device = sum over terms of count_per_inference[term.count] * term.joules   (J / inference)
+
+plus the terms it leaves out (`omitted`: routing needs a placement, static power needs a
+clock), which the report lists. Built-in devices live in `nmcompile/analysis/devices/`; a user
+adds one by writing a TOML file in a folder named by `paths=`, `--devices-dir` or the
+`NMCOMPILE_DEVICES` environment variable (folders separated by the OS path separator), or by
+naming the file itself. The format:
+
+    name = "mychip"                 # letters, digits, '-', '_'
+    title = "My chip (Someone et al. 2024)"
+    kind = "neuromorphic"           # or "conventional", "ann" (baselines)
+    [[terms]]
+    name = "synaptic_op"
+    count = "synaptic_ops"          # one of COUNTS
+    joules = 1e-11
+    source = "Someone et al., Journal 2024, Table 2"
+    [[omitted]]                     # optional
+    name = "routing"
+    why = "needs a placement"
+    source = "-"
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import FormatError, NmcompileError
+
+BUILTIN = Path(__file__).resolve().parent / "devices"
+ENV = "NMCOMPILE_DEVICES"
+KINDS = ("neuromorphic", "conventional", "ann")
+
+#: Counts a term may multiply (per inference; see `Counts.per_inference`).
+COUNTS = {
+    "synaptic_ops": "(delivered spike, stored synapse) pairs",
+    "synaptic_ops_nonzero": "(delivered spike, non-zero synapse) pairs",
+    "dense_synaptic_ops": "every synapse on every step (a clocked, not event-driven, machine)",
+    "macs": "one multiply-accumulate per synapse: one pass of an ANN of the same topology",
+    "neuron_updates": "every neuron on every step",
+    "active_updates": "neuron updates with an event arriving or a spike",
+    "idle_updates": "neuron updates with neither",
+    "spikes": "spikes emitted by neuron layers",
+    "input_spikes": "non-zero input values",
+}
+#: Counts a device may name that nmcompile cannot produce yet, and why: such terms are
+#: reported as left out.
+UNAVAILABLE = {
+    "tile_hops": "needs a placement of the layers onto cores and tiles, which nmcompile does "
+                 "not make yet",
+}
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class Term:
+    """`joules` per unit of `count`."""
+
+    name: str
+    count: str
+    joules: float
+    source: str
+
+
+@dataclass(frozen=True)
+class Device:
+    """E = sum of `count * joules` over `terms`, per inference; `omitted` lists what it
+    leaves out (name, why, source, and the figure when the source gives one)."""
+
+    name: str
+    title: str
+    kind: str
+    terms: tuple[Term, ...]
+    omitted: tuple[dict[str, str], ...] = ()
+    notes: str = ""
+    path: str = ""
+
+    def energy(self, per_inference: Mapping[str, float]) -> dict[str, Any]:
+        """{"joules": total, "terms": {term: J}, "omitted": [...]} for one inference."""
+        terms, omitted = {}, list(self.omitted)
+        for term in self.terms:
+            if term.count in UNAVAILABLE:
+                omitted.append({"name": term.name, "joules": str(term.joules),
+                                "why": UNAVAILABLE[term.count], "source": term.source})
+                continue
+            terms[term.name] = terms.get(term.name, 0.0) + per_inference[term.count] * term.joules
+        return {"joules": sum(terms.values()), "terms": terms, "omitted": omitted}
+
+    def sources(self) -> dict[str, str]:
+        out = {t.name: t.source for t in self.terms}
+        for o in self.omitted:
+            out.setdefault(o["name"], o.get("source", "-"))
+        return out
+
+
+def _text(doc: dict, key: str, where: str, default: str | None = None) -> str:
+    value = doc.get(key, default)
+    if not isinstance(value, str) or not value.strip():
+        raise FormatError(f"{where}: field {key!r} must be a non-empty string")
+    return value.strip()
+
+
+def parse(doc: dict[str, Any], where: str) -> Device:
+    """A `Device` from a parsed TOML document; `where` names it in errors."""
+    name = _text(doc, "name", where)
+    if not _NAME.match(name):
+        raise FormatError(f"{where}: device name {name!r} must be letters, digits, '-', '_', '.'")
+    kind = _text(doc, "kind", where, "neuromorphic")
+    if kind not in KINDS:
+        raise FormatError(f"{where}: kind {kind!r} must be one of {', '.join(KINDS)}")
+    raw_terms = doc.get("terms")
+    if not isinstance(raw_terms, list) or not raw_terms:
+        raise FormatError(f"{where}: a device needs at least one [[terms]] entry")
+    terms = []
+    for k, t in enumerate(raw_terms):
+        at = f"{where}, terms[{k}]"
+        if not isinstance(t, dict):
+            raise FormatError(f"{at}: must be a table")
+        count = _text(t, "count", at)
+        if count not in COUNTS and count not in UNAVAILABLE:
+            raise FormatError(f"{at}: unknown count {count!r}; known: "
+                              f"{', '.join([*COUNTS, *UNAVAILABLE])}")
+        joules = t.get("joules")
+        if isinstance(joules, bool) or not isinstance(joules, (int, float)) or joules < 0:
+            raise FormatError(f"{at}: 'joules' must be a number >= 0 (energy per {count})")
+        terms.append(Term(_text(t, "name", at), count, float(joules),
+                          _text(t, "source", at)))  # every number names its source
+    omitted = []
+    for k, o in enumerate(doc.get("omitted", [])):
+        at = f"{where}, omitted[{k}]"
+        if not isinstance(o, dict):
+            raise FormatError(f"{at}: must be a table")
+        entry = {"name": _text(o, "name", at), "why": _text(o, "why", at),
+                 "source": _text(o, "source", at, "-")}
+        if "joules" in o:
+            entry["joules"] = str(o["joules"])
+        omitted.append(entry)
+    return Device(name, _text(doc, "title", where, name), kind, tuple(terms), tuple(omitted),
+                  str(doc.get("notes", "")).strip(), where)
+
+
+def read_device(path: str | Path) -> Device:
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            doc = tomllib.load(f)
+    except OSError as exc:
+        raise FormatError(f"cannot read device file {path}: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise FormatError(f"device file {path} is not valid TOML: {exc}") from None
+    return parse(doc, str(path))
+
+
+def search_paths(paths: Iterable[str | Path] = ()) -> list[Path]:
+    """Folders searched for device files, first match wins: `paths`, then those in
+    $NMCOMPILE_DEVICES, then the built-in folder."""
+    env = [p for p in os.environ.get(ENV, "").split(os.pathsep) if p]
+    return [Path(p) for p in [*paths, *env]] + [BUILTIN]
+
+
+def available(paths: Iterable[str | Path] = ()) -> dict[str, Path]:
+    """Device name -> its file, over the search paths."""
+    found: dict[str, Path] = {}
+    for folder in search_paths(paths):
+        if folder.is_dir():
+            for f in sorted(folder.glob("*.toml")):
+                found.setdefault(read_device(f).name, f)
+    return found
+
+
+def load_device(device: str | Path | Device, paths: Iterable[str | Path] = ()) -> Device:
+    """A device by name (searched as `search_paths` says) or by the path of its file."""
+    if isinstance(device, Device):
+        return device
+    text = str(device)
+    if text.endswith(".toml") or os.sep in text:
+        return read_device(text)
+    found = available(paths)
+    if text not in found:
+        raise NmcompileError(f"unknown device {text!r}; known: {', '.join(sorted(found))}. Add "
+                             f"one as a TOML file (see docs/estimation.md)")
+    return read_device(found[text])
+
+
+def load_devices(devices: str | Sequence[str | Path | Device],
+                 paths: Iterable[str | Path] = ()) -> list[Device]:
+    """Several devices; a string may list them separated by commas."""
+    if isinstance(devices, (str, Path, Device)):
+        devices = [d for d in str(devices).split(",") if d] if isinstance(devices, str) \
+            else [devices]
+    paths = list(paths)
+    return [load_device(d, paths) for d in devices]
+
+
+def baselines(paths: Iterable[str | Path] = ()) -> list[Device]:
+    """Every device of kind "ann" on the search paths: the conventional-ANN baselines."""
+    out = []
+    for path in available(paths).values():
+        device = read_device(path)
+        if device.kind == "ann":
+            out.append(device)
+    return out

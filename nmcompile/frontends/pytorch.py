@@ -20,17 +20,25 @@ from torch import nn
 from .. import nn as snn
 from ..errors import UnsupportedError
 from ..ir import AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output, Scale
+from . import snntorch as snntorch_layers
 
 SUPPORTED = ("nn.Linear, nn.Conv2d, nn.AvgPool2d, nn.Flatten, nn.Dropout, nn.Identity, "
              "nn.BatchNorm1d/2d (after Linear/Conv2d), nmcompile.nn.LIF/CubaLIF/ALIF/LI/"
-             "Recurrent, '+', '-', multiplication by a number, torch.flatten")
+             "Recurrent, snntorch.Leaky/Synaptic/RLeaky/RSynaptic, '+', '-', multiplication "
+             "by a number, torch.flatten")
+
+ONE_STEP = ("nmcompile traces one time step: write the per-step body as a module (a Python "
+            "loop over time or data-dependent control flow cannot be followed) and wrap it in "
+            "nmcompile.nn.TimeLoop, or use an nn.Sequential of layers and snnTorch neurons "
+            "with init_hidden=True, as snnTorch's NIR export does, and call it once per step")
 
 _PASS_THROUGH = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
 
 
 class _Tracer(fx.Tracer):
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, snn.SpikingModule) or super().is_leaf_module(m, qualname)
+        return (isinstance(m, snn.SpikingModule) or snntorch_layers.is_neuron(m)
+                or super().is_leaf_module(m, qualname))
 
 
 def _np(t: torch.Tensor | None) -> np.ndarray | None:
@@ -42,11 +50,16 @@ class _Builder:
         self.gm, self.g = gm, graph
         self.values: dict[fx.Node, list[str]] = {}
         self.calls: dict[str, int] = {}
+        self.tuples: set[fx.Node] = set()  # snnTorch layers returning (spikes, states...)
 
-    def value(self, arg: Any, where: str) -> list[str]:
+    def value(self, arg: Any, where: str, whole: bool = False) -> list[str]:
         if not isinstance(arg, fx.Node):
             raise UnsupportedError(f"{where}: constant operand {arg!r} is not supported; "
                                    f"use a layer's bias instead")
+        if arg in self.tuples and not whole:
+            raise UnsupportedError(f"{where} receives the (spikes, states) tuple of snnTorch "
+                                   f"layer {arg.target!r}; give it init_hidden=True "
+                                   f"(and output=False) or take [0]")
         return self.values[arg]
 
     def add(self, name: str, node: Any, sources: list[str]) -> list[str]:
@@ -63,15 +76,17 @@ class _Builder:
         where = f"module {n.target!r} ({type(m).__name__})"
         # IR names follow the module path; a bare index ("0" in a Sequential) gets the type.
         name = n.target if not n.target[0].isdigit() else f"{type(m).__name__.lower()}{n.target}"
-        if isinstance(m, snn.SpikingModule):
+        snntorch = snntorch_layers.is_neuron(m)
+        if isinstance(m, snn.SpikingModule) or snntorch:
             self.calls[n.target] = self.calls.get(n.target, 0) + 1
             if self.calls[n.target] > 1:
                 raise UnsupportedError(
                     f"{where} is called more than once per step: a Python loop over time was "
-                    f"unrolled by tracing. Write the body of one step as a module and wrap it "
-                    f"in nmcompile.nn.TimeLoop")
+                    f"unrolled by tracing. {ONE_STEP}")
         if len(n.args) != 1 or n.kwargs:
-            raise UnsupportedError(f"{where} must be called with exactly one tensor")
+            hint = (" (snnTorch: keep the states inside the layer with init_hidden=True)"
+                    if snntorch else "")
+            raise UnsupportedError(f"{where} must be called with exactly one tensor{hint}")
         src = self.value(n.args[0], where)
         if isinstance(m, _PASS_THROUGH):
             return src
@@ -101,6 +116,10 @@ class _Builder:
             return [name]
         if isinstance(m, snn.SpikingModule):
             return self.add(name, m.to_ir(), src)
+        if snntorch:
+            if snntorch_layers.returns_tuple(m):
+                self.tuples.add(n)
+            return snntorch_layers.to_ir(self, name, m, src, where)
         raise UnsupportedError(f"{where} is not supported. Supported: {SUPPORTED}")
 
     def flatten(self, name: str, src: list[str], start: int, end: int, where: str) -> list[str]:
@@ -133,6 +152,15 @@ class _Builder:
     def function(self, n: fx.Node) -> list[str]:
         f, args = n.target, n.args
         where = f"operation {getattr(f, '__name__', f)!r} at {n.name!r}"
+        if f is operator.getitem and args and args[0] in self.tuples:
+            if args[1] != 0:
+                raise UnsupportedError(f"{where}: only the spikes ([0]) of snnTorch layer "
+                                       f"{args[0].target!r} can be used; the IR does not expose "
+                                       f"a spiking layer's states")
+            return self.value(args[0], where, whole=True)
+        if f is operator.getitem:
+            raise UnsupportedError(f"{where}: indexing a tensor is not supported (x[t] in a "
+                                   f"loop over time?). {ONE_STEP}")
         if f in (operator.add, torch.add) and len(args) == 2 and not n.kwargs:
             a, b = self.value(args[0], where), self.value(args[1], where)
             if set(a) & set(b):
@@ -180,9 +208,7 @@ def from_torch(model: nn.Module, example_input: torch.Tensor | Sequence[torch.Te
     except Exception as exc:  # tracing runs user code: any failure means "cannot follow"
         raise UnsupportedError(
             f"cannot trace {type(step).__name__}.forward ({type(exc).__name__}: {exc}). "
-            f"nmcompile traces one time step: write the per-step body as a module (a Python "
-            f"loop over time or data-dependent control flow cannot be followed) and wrap it in "
-            f"nmcompile.nn.TimeLoop") from None
+            f"{ONE_STEP}") from None
     gm = fx.GraphModule(step, traced)
     graph = Graph(dt=dt, metadata=metadata)
     b = _Builder(gm, graph)
@@ -204,12 +230,15 @@ def from_torch(model: nn.Module, example_input: torch.Tensor | Sequence[torch.Te
         elif n.op == "call_method":
             b.values[n] = b.method(n)
         elif n.op == "get_attr":
-            raise UnsupportedError(f"parameter {n.target!r} used directly in forward: only "
-                                   f"layers are supported. Supported: {SUPPORTED}")
+            owner = gm.get_submodule(n.target.rpartition(".")[0])
+            hint = (" (an snnTorch layer's state: keep it inside the layer with "
+                    "init_hidden=True)" if snntorch_layers.is_neuron(owner) else "")
+            raise UnsupportedError(f"parameter {n.target!r} used directly in forward{hint}: "
+                                   f"only layers are supported. Supported: {SUPPORTED}")
         elif n.op == "output":
             outs = n.args[0] if isinstance(n.args[0], (tuple, list)) else (n.args[0],)
             for k, out in enumerate(outs):
                 name = "output" if len(outs) == 1 else f"output_{k}"
-                b.add(name, Output(), b.value(out, "model output"))
+                b.add(name, Output(), b.value(out, "model output", whole=True))
     graph.validate()
     return graph

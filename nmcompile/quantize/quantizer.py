@@ -261,8 +261,9 @@ def _quantize_layer(folded: Graph, name: str, node: Neuron, prof: Profile,
     for _, _, p in projections:
         wmax = float(np.abs(p.weight).max(initial=0))
         lo, hi, _ = _mantissa_range(prof, _sign_mode(p.weight))
-        if wmax:
-            scale = min(scale, min(hi, -lo or hi) * 2.0 ** prof.weight_exp_range[1] * UNIT / wmax)
+        if wmax:  # largest mantissa magnitude: both signs for mixed, one sign otherwise
+            top = min(hi, -lo) if lo < 0 < hi else max(hi, -lo)
+            scale = min(scale, top * 2.0 ** prof.weight_exp_range[1] * UNIT / wmax)
     # A power of two: dyadic parameters (1.0, 0.5, 0.75, ...) then map to integers exactly,
     # at the cost of at most half the headroom of a 24-bit state.
     scale = 2.0 ** math.floor(math.log2(scale))

@@ -1,10 +1,12 @@
 """nmcompile: compile trained spiking neural networks to neuromorphic targets.
 
     graph = nmcompile.from_torch(model, example_spikes)   # float IR, equal to the model
+    graph = nmcompile.from_nir("net.nir", dt=1e-4)        # or from NIR (to_nir writes one)
     result = nmcompile.run(graph, spikes)                 # float interpreter -> RunResult
     qgraph = nmcompile.quantize(graph)                    # fixed point, for the targets
     result = nmcompile.run(qgraph, spikes)                # the emulator, bit-accurate
     nmcompile.verify(qgraph, spikes, ["emulator", "lava"])  # targets agree spike for spike
+    nmcompile.estimate(qgraph, spikes, "loihi,truenorth")  # synaptic ops, energy per device
     nmcompile.save(graph, "net.nmc"); nmcompile.load("net.nmc")
 """
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import quantize as _quantize_package  # noqa: F401 - bound before the function below
-from .api import compile, is_quantized, quantize, run
+from .api import compile, estimate, is_quantized, quantize, run
 from .errors import (
     FormatError,
     GraphError,
@@ -42,6 +44,31 @@ def from_torch(model: torch.nn.Module, example_input: Any, **kwargs: Any) -> Gra
     return _from_torch(model, example_input, **kwargs)
 
 
+def from_stdp(network: Any, frozen_thresholds: bool = True, **kwargs: Any) -> Graph:
+    """A trained `nmcompile.stdp.STDPNetwork` as a float `Graph` (frozen thresholds as a LIF,
+    else an ALIF; see `nmcompile.frontends.stdp` and docs/stdp.md). Imported lazily."""
+    from .frontends.stdp import from_stdp as _from_stdp
+
+    return _from_stdp(network, frozen_thresholds, **kwargs)
+
+
+def from_nir(source: Any, dt: float | None = None, reset: str | None = None,
+             **kwargs: Any) -> Graph:
+    """Read a NIR graph (`.nir` file or `nir.NIRGraph`) into a float `Graph`; `dt` in seconds
+    is required (see `nmcompile.frontends.nir` and docs/nir.md). Imported lazily."""
+    from .frontends.nir import from_nir as _from_nir
+
+    return _from_nir(source, dt, reset, **kwargs)
+
+
+def to_nir(graph: Graph, path: Any = None, **kwargs: Any) -> Any:
+    """Write a float `Graph` as NIR (returns the `nir.NIRGraph`; writes `path` when given),
+    keeping dt and reset modes in its metadata. Imported lazily."""
+    from .frontends.nir import to_nir as _to_nir
+
+    return _to_nir(graph, path, **kwargs)
+
+
 __all__ = [
     "FormatError",
     "Graph",
@@ -53,11 +80,15 @@ __all__ = [
     "UnsupportedError",
     "__version__",
     "compile",
+    "estimate",
+    "from_nir",
+    "from_stdp",
     "from_torch",
     "is_quantized",
     "load",
     "quantize",
     "run",
     "save",
+    "to_nir",
     "verify",
 ]

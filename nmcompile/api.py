@@ -68,3 +68,14 @@ def compile(graph: Graph, out_dir: str | Path, target: str, **options: Any) -> P
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def estimate(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray] | None = None,
+             device: Any = "loihi", **options: Any):
+    """Count synaptic ops, neuron updates, spikes and memory of `graph` on `spikes` and
+    estimate the energy per inference on `device` ("loihi", "loihi,truenorth", a TOML file):
+    an `Estimate` with `.table()`, `.to_json()`, `.plot(path)`. See
+    `nmcompile.analysis.estimate` for the options (analytic `rates=`, `backend=`, ...)."""
+    from .analysis import estimate as _estimate
+
+    return _estimate(graph, spikes, device, **options)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from contextvars import ContextVar
 from pathlib import Path
 
 from . import __version__
@@ -16,20 +17,50 @@ or NIR from other frameworks) into one hardware-neutral graph IR, quantises it t
 point and lowers it to Lava, a bit-accurate emulator and Verilog.
 
 Start with `nmcompile demo`: it trains a LIF network on scikit-learn's digits and writes
-nmcompile-demo/digits.nmc, which every other command takes as MODEL.
+nmcompile-demo/digits.nmc, which every other command takes as MODEL. A MODEL may also be a
+NIR file (.nir, from snnTorch, Norse, Sinabs, ...) with its time step: --dt SECONDS.
 """
 
 
+#: The running command's --dt and --reset, for a MODEL that is a .nir file (set by `main`, so
+#: that every verb's `_load(args.model)` reads NIR without passing them along).
+_NIR_OPTIONS: ContextVar[tuple[float | None, str | None]] = ContextVar("nir_options",
+                                                                       default=(None, None))
+
+
 def _load(path: str):
+    if str(path).lower().endswith(".nir"):
+        from .frontends.nir import from_nir
+
+        dt, reset = _NIR_OPTIONS.get()
+        return from_nir(path, dt=dt, reset=reset)
     from .ir import load
 
     return load(path)
 
 
+def _model_options(p: argparse.ArgumentParser) -> None:
+    """--dt and --reset, for a verb whose MODEL may be a NIR file."""
+    p.add_argument("--dt", type=float, metavar="SECONDS",
+                   help="time step of a .nir MODEL, required (NIR has none; snnTorch's exports "
+                   "assume 1e-4, Norse 1e-3, Sinabs counts steps: 1)")
+    p.add_argument("--reset", choices=("zero", "subtract"),
+                   help="reset of a .nir MODEL's spiking neurons (default: NIR's own, to "
+                   "v_reset = 0)")
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.stdp:
+        from .stdp.demo import run_stdp_demo
+
+        run_stdp_demo(args.out, neurons=args.neurons, seed=args.seed, samples=args.samples,
+                      epochs=4 if args.epochs is None else args.epochs,
+                      frozen=not args.adaptive_thresholds, rule=args.rule)
+        print(f"next: nmcompile inspect {Path(args.out) / 'stdp_q.nmc'}")
+        return 0
     from .demo import run_demo
 
-    run_demo(args.out, seed=args.seed, epochs=args.epochs)
+    run_demo(args.out, seed=args.seed, epochs=12 if args.epochs is None else args.epochs)
     print(f"next: nmcompile inspect {Path(args.out) / 'digits.nmc'}")
     return 0
 
@@ -107,7 +138,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     graph = _load(args.model)
     spikes = _input_file(args.input)
-    result = run(graph, spikes, backend=args.backend, record=args.record)
+    options = {"simulator": args.simulator} if args.simulator else {}
+    result = run(graph, spikes, backend=args.backend, record=args.record, **options)
     for name, out in result.outputs.items():
         kind = "spikes" if out.dtype == np.uint8 else "values"
         print(f"{name}: {kind} {out.shape}, total {out.sum():g}")
@@ -163,8 +195,48 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if not is_quantized(graph):
         graph, report = quantize(graph, args.profile, report=True)
         print(report.table())
-    out = compile_graph(graph, args.output, args.target)
+    options = {"synth": args.synth.split(",")} if args.synth else {}
+    out = compile_graph(graph, args.output, args.target, **options)
     print(f"wrote {out}/ (see {out}/README.md)")
+    if args.synth:
+        print((out / "report.md").read_text())
+    return 0
+
+
+def _rates(spec: str) -> float | dict[str, float]:
+    """`0.1`, or `input=0.3,lif1=0.05,default=0.1`."""
+    try:
+        if "=" not in spec:
+            return float(spec)
+        return {k.strip(): float(v) for k, v in (part.split("=", 1)
+                                                  for part in spec.split(",") if part)}
+    except ValueError:
+        raise NmcompileError(f"--rates {spec!r}: give a number, or LAYER=RATE pairs separated "
+                             f"by commas (with default=RATE for the others)") from None
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    import json
+
+    from .analysis import estimate
+
+    graph = _load(args.model)
+    spikes = None
+    if args.rates is None:
+        spikes = _input_file(args.input) if args.input else _samples(graph, args.samples,
+                                                                      args.seed)[0]
+    est = estimate(graph, spikes, args.device, backend=args.backend,
+                   rates=None if args.rates is None else _rates(args.rates), steps=args.steps,
+                   samples=args.samples, device_paths=args.devices_dir or (),
+                   raster=bool(args.plot), model=Path(args.model).name)
+    if args.plot:
+        est.plot(args.plot)
+    if args.json:
+        print(json.dumps(est.to_json(), default=float))
+    else:
+        print(est.table())
+        if args.plot:
+            print(f"wrote {args.plot}")
     return 0
 
 
@@ -182,14 +254,30 @@ def build_parser() -> argparse.ArgumentParser:
                        "DIR/digits.png.")
     p.add_argument("--out", default="nmcompile-demo", metavar="DIR",
                    help="output folder (default: ./nmcompile-demo)")
-    p.add_argument("--epochs", type=int, default=12, help="training epochs (default: 12)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="training epochs (default: 12; with --stdp: 4)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    stdp = p.add_argument_group(
+        "STDP", "--stdp trains an STDP network without labels instead (adaptive thresholds, "
+        "lateral inhibition; docs/stdp.md), assigns each neuron a class, compiles it, checks "
+        "Lava (and Verilog) against the emulator and writes DIR/stdp.nmc, DIR/stdp_q.nmc, "
+        "DIR/stdp_fields.png and DIR/stdp_summary.json")
+    stdp.add_argument("--stdp", action="store_true", help="run the STDP pipeline")
+    stdp.add_argument("--neurons", type=int, default=200,
+                      help="excitatory neurons (default: 200)")
+    stdp.add_argument("--samples", type=int, default=32,
+                      help="test digits compared spike for spike across backends (default: 32)")
+    stdp.add_argument("--rule", choices=("event", "pair"), default="event",
+                      help="event-based (default) or pair-based STDP")
+    stdp.add_argument("--adaptive-thresholds", action="store_true",
+                      help="keep thresholds adapting at inference (ALIF) instead of freezing "
+                      "them (LIF with per-neuron thresholds, the default)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("inspect", help="print a model's nodes, shapes, delays and sizes",
                        description="Print a table of a model's nodes in schedule order: type, "
                        "output shape, inputs with their edge delays, parameters, synapses.")
-    p.add_argument("model", metavar="MODEL", help="a .nmc file")
+    p.add_argument("model", metavar="MODEL", help="a .nmc file, or a .nir file with --dt")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("quantize", help="quantise a float model to fixed point",
@@ -209,7 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "interpreter, a quantised one on the emulator, unless --backend says.")
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--input", required=True, metavar="SPIKES.npy")
-    p.add_argument("--backend", default=None, help="float, emulator, ...")
+    p.add_argument("--backend", default=None, help="float, emulator, lava, verilog, ...")
+    p.add_argument("--simulator", choices=("icarus", "verilator"),
+                   help="with --backend verilog: the Verilog simulator (default: icarus)")
     p.add_argument("--record", action="store_true", help="also save per-layer spikes")
     p.add_argument("-o", "--output", metavar="OUT.npz", help="save outputs (and spikes)")
     p.set_defaults(func=cmd_run)
@@ -235,10 +325,50 @@ def build_parser() -> argparse.ArgumentParser:
                        "describing folder (written atomically: a failed compile leaves nothing). "
                        "A float model is quantised first with --profile.")
     p.add_argument("model", metavar="MODEL")
-    p.add_argument("--target", required=True, help="lava, ...")
+    p.add_argument("--target", required=True, help="lava, verilog, ...")
     p.add_argument("-o", "--output", required=True, metavar="OUT")
     p.add_argument("--profile", default="loihi2")
+    p.add_argument("--synth", metavar="ice40|xilinx", help="with --target verilog: also run "
+                   "Yosys (ice40: and nextpnr-ice40 for the measured Fmax) and write "
+                   "OUT/report.json and OUT/report.md (LUTs, FFs, block RAMs, cycles per step); "
+                   "ice40,xilinx for both")
     p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("estimate", help="count synaptic ops and estimate energy per device",
+                       description="Run MODEL on inputs and count, per layer, synaptic "
+                       "operations (one per delivered spike and stored synapse; also on non-"
+                       "zero weights only), neuron updates (active and idle), spikes and "
+                       "weight/state memory; then price one inference on each device (energy "
+                       "models: TOML files with their sources, see docs/estimation.md) next to "
+                       "an ANN of the same topology. With --rates, no simulation: counts are "
+                       "expected from firing rates.")
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--input", metavar="SPIKES.npy", help="input spikes (T, batch, *shape)")
+    p.add_argument("--samples", type=int, default=32, metavar="N",
+                   help="N test samples of the model's data set, else N seeded random inputs "
+                   "(default 32); with --rates, the number of inferences")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="loihi", metavar="NAMES",
+                   help="comma-separated device names or TOML files (default: loihi); "
+                   "built in: loihi, truenorth, spinnaker, spinnaker2, cpu, gpu, arm, "
+                   "ann-int8-45nm, ann-fp32-45nm")
+    p.add_argument("--devices-dir", action="append", metavar="DIR",
+                   help="also look for device TOML files here (repeatable)")
+    p.add_argument("--backend", default=None,
+                   help="run on this backend (default: emulator, or float for a float model)")
+    p.add_argument("--rates", metavar="SPEC", help="analytic estimate, no simulation: one "
+                   "firing rate (spikes per neuron per step) for every layer, or "
+                   "LAYER=RATE,...,default=RATE")
+    p.add_argument("--steps", type=int, metavar="T",
+                   help="steps per inference for --rates (default: the model's encoding)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", metavar="OUT.png",
+                   help="write per-layer synaptic ops and a spike raster of the first sample")
+    p.set_defaults(func=cmd_estimate)
+    for p in sub.choices.values():  # every verb that takes a MODEL reads .nir files too
+        if any(action.dest == "model" for action in p._actions) and \
+                "--dt" not in p._option_string_actions:
+            _model_options(p)
     return parser
 
 
@@ -249,7 +379,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.func(args)
+        token = _NIR_OPTIONS.set((getattr(args, "dt", None), getattr(args, "reset", None)))
+        try:
+            return args.func(args)
+        finally:
+            _NIR_OPTIONS.reset(token)
     except KeyboardInterrupt:
         print("nmcompile: interrupted", file=sys.stderr)
         return 130

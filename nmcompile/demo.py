@@ -157,6 +157,40 @@ def stage_lava(d: Demo, samples: int = 64) -> None:
                                           if report.equal else f"DIFFERS: {report.mismatches[0]}"))
 
 
+def stage_verilog(d: Demo, samples: int = 20) -> None:
+    """Write the Verilog project (DIR/verilog), simulate the core with Icarus Verilog and
+    compare every spike of every layer with the emulator's and Lava's (docs/hdl.md)."""
+    from .api import compile as compile_graph
+    from .verify import verify
+
+    compile_graph(d.qgraph, d.out_dir / "verilog", "verilog")
+    n = min(samples, d.test_spikes.shape[1])
+    report = verify(d.qgraph, d.test_spikes[:, :n], ["emulator", "lava", "verilog"],
+                    labels=d.test_labels[:n])
+    cycles = report.backends["verilog"]["counters"]["cycles"]
+    d.summary["verilog"] = {"samples": n, "equal_to_emulator_and_lava": report.equal,
+                            "cycles_per_step_mean": round(cycles["total"] / cycles["steps"], 1),
+                            "cycles_per_step_max": cycles["per_step_max"]}
+    d.log(f"Verilog core (Icarus) on {n} test digits: "
+          + ("every spike of every layer equals the emulator's and Lava's"
+             if report.equal else f"DIFFERS: {report.mismatches[0]}")
+          + f"; {cycles['total'] / cycles['steps']:.0f} clock cycles per step; project in "
+          f"{d.out_dir / 'verilog'}")
+
+
+def stage_estimate(d: Demo) -> None:
+    """Synaptic ops, neuron updates, spikes and energy per inference of the quantised model on
+    every test digit (docs/estimation.md)."""
+    from .analysis import estimate
+
+    est = estimate(d.qgraph, d.test_spikes, "loihi,truenorth,spinnaker2,cpu",
+                   model="digits_q.nmc")
+    d.log(est.table())
+    report = est.to_json()
+    d.summary["estimate"] = {"per_inference": report["per_inference"],
+                             "energy_j": report["energy_j"], "baseline_j": report["baseline_j"]}
+
+
 STAGES: list[tuple[str, Callable[[Demo], None]]] = [
     ("train", stage_train),
     ("export", stage_export),
@@ -164,7 +198,9 @@ STAGES: list[tuple[str, Callable[[Demo], None]]] = [
     ("quantize", stage_quantize),
     ("emulate", stage_emulate),
     ("lava", stage_lava),
+    ("verilog", stage_verilog),
     ("plot", stage_plot),
+    ("estimate", stage_estimate),
 ]
 
 

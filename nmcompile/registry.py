@@ -14,7 +14,8 @@ from typing import Any
 from .errors import NmcompileError
 
 #: Built-in backends: name -> module path. Each later target adds its line here.
-BUILTIN: dict[str, str] = {"emulator": "backends.emulator", "lava": "backends.lava"}
+BUILTIN: dict[str, str] = {"emulator": "backends.emulator", "lava": "backends.lava",
+                           "verilog": "backends.hdl"}
 
 _loaded: dict[str, Any] = {}
 

@@ -1,0 +1,130 @@
+"""What one core holds, checked before any memory image is allocated.
+
+The sizes come from the quantisation profile (`neurons_per_core`, `synapses_per_core`,
+`weight_bits`): a program that would not fit the core the profile describes is refused with a
+`LimitError` that names the layer or projection at which it overflows and what would fix it.
+Widths the RTL derives from worst-case bounds (accumulators, the current u) are capped too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from nmcompile.errors import LimitError
+from nmcompile.ir import Graph, Input
+from nmcompile.ir.quantized import QConv2d, QDense, QSparse
+from nmcompile.quantize.profiles import Profile
+
+
+@dataclass(frozen=True)
+class CoreLimits:
+    """Capacity of one core: neuron state words, stored synapses (a convolution counts every
+    synapse it unrolls to), signed weight mantissa width (the profile's magnitude bits plus a
+    sign), longest edge delay, event-ring and accumulator words, and the widest datapath
+    registers."""
+
+    profile: str
+    neurons: int
+    synapses: int
+    weight_bits: int
+    max_delay: int = 4095
+    ring_words: int = 1 << 20
+    acc_words: int = 1 << 20
+    max_layer: int = 1 << 16
+    max_acc_bits: int = 48
+    max_u_bits: int = 64
+
+    @classmethod
+    def from_profile(cls, profile: Profile) -> CoreLimits:
+        return cls(profile.name, profile.neurons_per_core, profile.synapses_per_core,
+                   profile.weight_bits + 1)
+
+    def check_layers(self, graph: Graph, order: list[str], sizes: dict[str, int]) -> None:
+        total = 0
+        for name in order:
+            node = graph[name]
+            if node.kind != "neuron" and not isinstance(node, Input):
+                continue
+            if sizes[name] > self.max_layer:
+                raise LimitError(f"layer {name!r} has {sizes[name]:,} neurons; the verilog core "
+                                 f"addresses at most {self.max_layer:,} per layer")
+            if node.kind != "neuron":
+                continue
+            total += sizes[name]
+            if total > self.neurons:
+                raise LimitError(
+                    f"layer {name!r} brings the core to {total:,} neurons, over the "
+                    f"{self.neurons:,} of profile {self.profile!r} (neurons_per_core); use a "
+                    f"smaller network or a profile with a larger core")
+
+    def check_delay(self, name: str, delay: int) -> None:
+        if delay > self.max_delay:
+            raise LimitError(f"the edge into {name!r} has a total delay of {delay} steps; the "
+                             f"verilog core keeps at most {self.max_delay} steps of events")
+
+    def check_synapses(self, counts: list[tuple[str, int]]) -> None:
+        total = 0
+        for name, count in counts:
+            total += count
+            if total > self.synapses:
+                raise LimitError(
+                    f"projection {name!r} brings the core to {total:,} stored synapses, over "
+                    f"the {self.synapses:,} of profile {self.profile!r} (synapses_per_core; a "
+                    f"convolution is stored unrolled); use a smaller network or a profile "
+                    f"with a larger core")
+
+    def check_accumulators(self, words: list[tuple[str, int]]) -> None:
+        total = 0
+        for name, count in words:
+            total += count
+            if total > self.acc_words:
+                raise LimitError(
+                    f"projection {name!r} brings the core to {total:,} accumulator words (one "
+                    f"per target neuron and step of dendritic delay), over the core's "
+                    f"{self.acc_words:,}; shorten the delay after the projection")
+
+    def check_weights(self, name: str, mantissas: np.ndarray) -> None:
+        top = int(np.abs(mantissas).max(initial=0))
+        if top >= 1 << (self.weight_bits - 1):
+            raise LimitError(
+                f"projection {name!r} stores a weight mantissa of magnitude {top}, beyond the "
+                f"{self.weight_bits - 1}-bit magnitude of profile {self.profile!r}; quantise "
+                f"the graph for this profile")
+
+    def check_ring(self, words: int, where: str) -> None:
+        if words > self.ring_words:
+            raise LimitError(f"the event rings reach {words:,} words at layer {where!r}, over "
+                             f"the core's {self.ring_words:,}; shorten the longest delays")
+
+    def check_bounds(self, layer: str, acc_bits: int, u_bits: int) -> None:
+        if acc_bits > self.max_acc_bits:
+            raise LimitError(f"the synaptic input of layer {layer!r} can reach 2^{acc_bits - 1}, "
+                             f"beyond the core's {self.max_acc_bits}-bit accumulators; lower "
+                             f"its weights or weight_exp")
+        if u_bits > self.max_u_bits:
+            raise LimitError(f"the current u of layer {layer!r} would need {u_bits} bits, beyond "
+                             f"the core's {self.max_u_bits}; lower its weights or weight_exp")
+
+
+def synapse_count(node, in_shape: tuple[int, ...], n_src: int) -> int:
+    """Synapses a projection stores in the core, without building them."""
+    if node is None:
+        return n_src
+    if isinstance(node, QDense):
+        return int(node.weight.size)
+    if isinstance(node, QSparse):
+        return len(node.values)
+    assert isinstance(node, QConv2d)
+    _, h, w = in_shape
+    c_out, cg, kh, kw = node.weight.shape
+    (s0, s1), (p0, p1), (d0, d1) = node.stride, node.padding, node.dilation
+    ho = (h + 2 * p0 - d0 * (kh - 1) - 1) // s0 + 1
+    wo = (w + 2 * p1 - d1 * (kw - 1) - 1) // s1 + 1
+
+    def valid(n_out: int, stride: int, pad: int, dil: int, k: int, size: int) -> int:
+        pos = np.arange(n_out)[:, None] * stride - pad + np.arange(k)[None, :] * dil
+        return int(((pos >= 0) & (pos < size)).sum())
+
+    return c_out * cg * valid(ho, s0, p0, d0, kh, h) * valid(wo, s1, p1, d1, kw, w)

@@ -1,0 +1,487 @@
+"""A quantised graph as the core's program: layer and projection tables, fan-out synapse lists,
+neuron parameters, and the sizes and widths the RTL is built with (docs/hdl.md).
+
+The core (`rtl/nm_core.v`) knows neuron layers, inputs and projections only:
+
+- a *layer* is an `Input` or a neuron node (`QLIF`, `QALIF`, `QLI`), in schedule order;
+- a *projection* joins one source layer to one neuron layer: a `QDense`, `QSparse` or
+  `QConv2d` node with its two edges, source -(d0)-> projection -(d1)-> layer, or a direct
+  edge source -(d0)-> neuron (an identity, d1 = 0, not counted). The event delay d0 is kept
+  in the source's event ring, the dendritic delay d1 in the projection's ring of d1 + 1
+  accumulator slots (as Loihi does), so the projection computes, and counts its events, at
+  the step the emulator's projection node does;
+- an `Output` is the host's business: the sum of its sources' outputs, shifted by its edges'
+  delays, read from the per-layer events the core emits.
+
+A projection's synapses are stored as fan-out lists per source neuron: dense ones as a row
+of weights whose targets are implied (0..n-1), sparse and convolution ones as (target,
+weight) pairs (a convolution is unrolled into its synapses: simple hardware, paid in memory).
+Weights that share a power of two are stored divided by it and the projection's exponent
+raised to match (exact: the shift applies to the sum).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from nmcompile.errors import UnsupportedError
+from nmcompile.ir import Graph, Input, Output
+from nmcompile.ir.quantized import QALIF, QLI, QLIF, STATE_BITS, QConv2d, QDense, QSparse
+from nmcompile.quantize.profiles import Profile, get_profile
+
+from .limits import CoreLimits, synapse_count
+
+PROJECTIONS = (QDense, QSparse, QConv2d)
+NEURONS = (QLIF, QALIF, QLI)
+KIND = {"input": 0, "lif": 1, "alif": 2, "li": 3}
+
+#: Parameters that are sizes: a program runs on any build whose sizes are at least its own.
+SIZE_PARAMS = ("NL", "NP", "NO", "IW", "VALW", "GRADED", "WW", "EXPW", "LENW", "DLW", "W_DEPTH",
+               "T_DEPTH", "ROW_DEPTH", "E_DEPTH", "A_DEPTH", "S_DEPTH", "P_DEPTH", "ACCW", "AW",
+               "UW", "HAS_TH", "CNTW", "TW")
+
+
+@dataclass
+class Layer:
+    """One row of the layer table."""
+
+    name: str
+    kind: str                 # input, lif, alif, li
+    n: int
+    subtract: bool = False
+    sbase: int = 0            # first neuron's state address
+    pbase: int = 0            # first parameter set
+    per_neuron: bool = False  # one parameter set per neuron (else one for the layer)
+    ring: bool = False        # its events are read by a projection
+    rbase: int = 0            # ring: first word, words per step (n + 1: count, events), end
+    rsize: int = 0
+    rend: int = 0
+    nproj: int = 0            # projections into it: pfirst .. pfirst + nproj - 1
+    pfirst: int = 0
+
+
+@dataclass
+class Projection:
+    """One row of the projection table; `name` is the graph's projection node, or None for a
+    direct edge (an identity, whose events the emulator does not count)."""
+
+    name: str | None
+    src: int                  # layer indices
+    dst: int
+    delay: int                # event delay d0 (source -> projection)
+    dendritic: int            # dendritic delay d1 (projection -> layer)
+    exp: int                  # weight_exp plus the stored weights' common power of two
+    is_list: bool             # (target, weight) pairs; else dense rows with implied targets
+    off: int = 0              # d0 * words per step of the source's ring
+    rowbase: int = 0
+    accbase: int = 0          # accumulator ring: d1 + 1 slots of n_dst words
+    n_dst: int = 0
+    count: bool = True
+    fanout: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)
+
+
+@dataclass
+class Program:
+    """Everything the core needs for one graph; `memories` are unpadded integer images."""
+
+    layers: list[Layer]
+    projections: list[Projection]
+    ops: list[tuple[str, int]]   # ("proj", p) or ("layer", l), in the graph's schedule order
+    memories: dict[str, np.ndarray]
+    params: dict[str, int]
+    outputs: dict[str, list[tuple[str, int]]]
+    shapes: dict[str, tuple[int, ...]]
+    bounds: dict[str, int]
+
+    def index(self, name: str) -> int:
+        return next(i for i, layer in enumerate(self.layers) if layer.name == name)
+
+    @property
+    def inputs(self) -> list[Layer]:
+        return [layer for layer in self.layers if layer.kind == "input"]
+
+    @property
+    def neuron_layers(self) -> list[Layer]:
+        return [layer for layer in self.layers if layer.kind != "input"]
+
+
+def signed_bits(bound: int) -> int:
+    """Width of a two's-complement number holding every value in [-bound, bound]."""
+    return max(2, int(bound).bit_length() + 1)
+
+
+def addr_bits(depth: int) -> int:
+    return max(1, (int(depth) - 1).bit_length())
+
+
+def graph_profile(graph: Graph, profile: str | Profile | None = None) -> Profile:
+    if profile is None:
+        profile = graph.metadata.get("quantization", {}).get("profile", "loihi2")
+    return get_profile(profile)
+
+
+# --------------------------------------------------------------------------------------------
+# structure: what the core can take
+# --------------------------------------------------------------------------------------------
+
+
+def check_structure(graph: Graph) -> None:
+    """Refuse, naming the node, what the core cannot run (UnsupportedError)."""
+    for name, node in graph.nodes.items():
+        if not isinstance(node, (Input, Output, *PROJECTIONS, *NEURONS)):
+            quantised = "" if node.quantized else " Quantise the graph first: nmcompile.quantize"
+            raise UnsupportedError(f"the verilog backend runs quantised graphs only; node "
+                                   f"{name!r} is a {type(node).__name__}.{quantised}")
+    for name, node in graph.nodes.items():
+        preds, succs = graph.predecessors(name), graph.successors(name)
+        if isinstance(node, PROJECTIONS):
+            if len(preds) != 1 or len(succs) != 1:
+                raise UnsupportedError(
+                    f"projection {name!r} has {len(preds)} inputs and {len(succs)} outputs; the "
+                    f"verilog core takes one of each (give each source or target its own "
+                    f"projection)")
+            src, dst = preds[0][0], succs[0][0]
+            if not _is_source(graph[src]):
+                raise UnsupportedError(
+                    f"projection {name!r} is fed by {src!r} ({type(graph[src]).__name__}); the "
+                    f"verilog core feeds projections from inputs and spiking layers only "
+                    f"(fold chained projections with nmcompile.quantize)")
+            if not isinstance(graph[dst], NEURONS):
+                raise UnsupportedError(
+                    f"projection {name!r} feeds {dst!r} ({type(graph[dst]).__name__}); the "
+                    f"verilog core delivers synaptic input to neuron layers only")
+        elif isinstance(node, NEURONS):
+            for src, _ in preds:
+                if not (isinstance(graph[src], PROJECTIONS) or _is_source(graph[src])):
+                    raise UnsupportedError(
+                        f"neuron layer {name!r} is fed directly by {src!r} "
+                        f"({type(graph[src]).__name__}); only inputs and spiking layers can "
+                        f"feed a layer without a projection")
+        elif isinstance(node, Output):
+            for src, _ in preds:
+                if not isinstance(graph[src], (Input, *NEURONS)):
+                    raise UnsupportedError(
+                        f"output {name!r} reads {src!r} ({type(graph[src]).__name__}); the "
+                        f"verilog core emits the events of inputs and neuron layers only")
+
+
+def _is_source(node) -> bool:
+    return isinstance(node, (Input, QLIF, QALIF))
+
+
+# --------------------------------------------------------------------------------------------
+# fan-out lists
+# --------------------------------------------------------------------------------------------
+
+
+def _conv_synapses(node: QConv2d, in_shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
+    """Every (input position, output position, weight) a convolution's kernel reaches, zero
+    weights included (the emulator counts those events too); flat C-order indices."""
+    _, h, w = in_shape
+    c_out, cg, kh, kw = node.weight.shape
+    (s0, s1), (p0, p1), (d0, d1), groups = node.stride, node.padding, node.dilation, node.groups
+    ho = (h + 2 * p0 - d0 * (kh - 1) - 1) // s0 + 1
+    wo = (w + 2 * p1 - d1 * (kw - 1) - 1) // s1 + 1
+    co, ci, ky, kx, oy, ox = np.meshgrid(np.arange(c_out), np.arange(cg), np.arange(kh),
+                                         np.arange(kw), np.arange(ho), np.arange(wo),
+                                         indexing="ij")
+    iy, ix = oy * s0 - p0 + ky * d0, ox * s1 - p1 + kx * d1
+    inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
+    co, ci, ky, kx, oy, ox, iy, ix = (a[inside] for a in (co, ci, ky, kx, oy, ox, iy, ix))
+    channel = (co // (c_out // groups)) * cg + ci
+    src = (channel * h + iy) * w + ix
+    dst = (co * ho + oy) * wo + ox
+    return src, dst, node.weight[co, ci, ky, kx]
+
+
+def _list_fanout(n_src: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray
+                 ) -> list[tuple[np.ndarray, np.ndarray]]:
+    order = np.argsort(src, kind="stable")
+    src, dst, weight = src[order], dst[order], weight[order]
+    cuts = np.searchsorted(src, np.arange(n_src + 1))
+    return [(dst[a:b], weight[a:b]) for a, b in itertools.pairwise(cuts)]
+
+
+def _common_shift(weights: list[np.ndarray]) -> int:
+    """The largest power of two dividing every weight (0 when all are zero), at most 8."""
+    nz = np.concatenate([np.abs(w[w != 0]) for w in weights] or [np.zeros(0, np.int64)])
+    if nz.size == 0:
+        return 0
+    low = np.bitwise_and(nz, -nz)  # lowest set bit of each
+    return int(min(int(low.min()).bit_length() - 1, 8))
+
+
+def _projection(name: str | None, node, src: int, dst: int, delays: tuple[int, int],
+                n_src: int, n_dst: int, in_shape: tuple[int, ...]) -> Projection:
+    if node is None:  # a direct edge: identity
+        idx = np.arange(n_src)
+        fan = [(idx[i:i + 1], np.ones(1, np.int64)) for i in range(n_src)]
+        return Projection(None, src, dst, *delays, 0, True, count=False, n_dst=n_dst,
+                          fanout=fan)
+    if isinstance(node, QDense):
+        w = node.weight
+        fan = [(np.arange(0), w[:, i]) for i in range(n_src)]
+        is_list = False
+    elif isinstance(node, QSparse):
+        fan = _list_fanout(n_src, node.cols, node.rows, node.values)
+        is_list = True
+    else:
+        fan = _list_fanout(n_src, *_conv_synapses(node, in_shape))
+        is_list = True
+    ws = _common_shift([w for _, w in fan])
+    fan = [(t, w >> ws) for t, w in fan]
+    return Projection(name, src, dst, *delays, node.weight_exp + ws, is_list, n_dst=n_dst,
+                      fanout=fan)
+
+
+# --------------------------------------------------------------------------------------------
+# the program
+# --------------------------------------------------------------------------------------------
+
+
+def _per_neuron(node, field_name: str, shape: tuple[int, ...], default: int = 0) -> np.ndarray:
+    value = getattr(node, field_name, default)
+    return np.broadcast_to(np.asarray(value, np.int64), shape).ravel()
+
+
+def _neuron_params(node, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
+    bias = np.left_shift(_per_neuron(node, "bias_mant", shape),
+                         _per_neuron(node, "bias_exp", shape))
+    return {"du": _per_neuron(node, "du", shape), "dv": _per_neuron(node, "dv", shape),
+            "vth": _per_neuron(node, "vth", shape), "bias": bias,
+            "vstep": _per_neuron(node, "vth_step", shape), "da": _per_neuron(node, "da", shape)}
+
+
+def build_program(graph: Graph, *, input_max: int = 1, profile: str | Profile | None = None,
+                  limits: CoreLimits | None = None) -> Program:
+    """Lower a quantised graph to the core's tables and memory images.
+
+    `input_max`: the largest |value| an `Input` delivers (1: spikes); it sizes the event
+    values and the accumulators. Limits are checked (LimitError naming the layer) before
+    any memory image is allocated.
+    """
+    check_structure(graph)
+    shapes = graph.validate()
+    prof = graph_profile(graph, profile)
+    if prof.state_bits != STATE_BITS:
+        raise UnsupportedError(f"profile {prof.name!r} has {prof.state_bits}-bit state; the "
+                               f"verilog core implements the {STATE_BITS}-bit neuron")
+    limits = limits or CoreLimits.from_profile(prof)
+    order = list(shapes)
+    sizes = {name: int(np.prod(shape)) for name, shape in shapes.items()}
+    limits.check_layers(graph, order, sizes)
+
+    # layers, in schedule order
+    layers: list[Layer] = []
+    for name in order:
+        node = graph[name]
+        if isinstance(node, Input):
+            layers.append(Layer(name, "input", sizes[name]))
+        elif isinstance(node, NEURONS):
+            kind = "alif" if isinstance(node, QALIF) else "li" if isinstance(node, QLI) else "lif"
+            layers.append(Layer(name, kind, sizes[name],
+                                subtract=getattr(node, "reset", "zero") == "subtract"))
+    index = {layer.name: i for i, layer in enumerate(layers)}
+
+    # projections, grouped by target layer (the core walks pfirst .. pfirst + nproj - 1)
+    specs = []  # (name, node, source, target, (d0, d1))
+    for layer in layers:
+        if layer.kind == "input":
+            continue
+        layer.pfirst = len(specs)
+        for src, d1 in graph.predecessors(layer.name):
+            if isinstance(graph[src], PROJECTIONS):
+                (source, d0), = graph.predecessors(src)
+                specs.append((src, graph[src], source, layer.name, (d0, d1)))
+            else:
+                specs.append((None, None, src, layer.name, (d1, 0)))
+            limits.check_delay(specs[-1][0] or layer.name, max(specs[-1][4]))
+        layer.nproj = len(specs) - layer.pfirst
+    limits.check_synapses([(name or f"{src} -> {dst}",
+                            synapse_count(node, shapes[src], sizes[src]))
+                           for name, node, src, dst, _ in specs])
+    limits.check_accumulators([(name or dst, sizes[dst] * (d[1] + 1))
+                               for name, _, _, dst, d in specs])
+    projections = []
+    for name, node, src, dst, delays in specs:
+        proj = _projection(name, node, index[src], index[dst], delays, sizes[src], sizes[dst],
+                           shapes[src])
+        if name is not None:
+            limits.check_weights(name, np.concatenate([w for _, w in proj.fanout] or [[0]]))
+        projections.append(proj)
+
+    # the op list: each projection at its node's place in the schedule (a direct edge just
+    # before its layer), each layer update at the layer's: the emulator's order
+    by_name = {p.name: k for k, p in enumerate(projections) if p.name is not None}
+    ops: list[tuple[str, int]] = []
+    for name in order:
+        if name in by_name:
+            ops.append(("proj", by_name[name]))
+        elif name in index and layers[index[name]].kind != "input":
+            k = index[name]
+            ops += [("proj", q) for q in range(layers[k].pfirst, layers[k].pfirst + layers[k].nproj)
+                    if projections[q].name is None]
+            ops.append(("layer", k))
+
+    # rings: D + 1 regions of n + 1 words (a count, then the events) per source layer
+    word = 0
+    for i, layer in enumerate(layers):
+        delays = [p.delay for p in projections if p.src == i]
+        if not delays:
+            continue
+        layer.ring, layer.rbase, layer.rsize = True, word, layer.n + 1
+        layer.rend = word + (max(delays) + 1) * layer.rsize
+        word = layer.rend
+        limits.check_ring(word, layer.name)
+    for p in projections:
+        p.off = p.delay * layers[p.src].rsize
+
+    # neuron state and parameter sets
+    params_rows: list[dict[str, np.ndarray]] = []
+    s_word = p_word = 0
+    for layer in layers:
+        if layer.kind == "input":
+            continue
+        layer.sbase = s_word
+        s_word += layer.n
+        values = _neuron_params(graph[layer.name], shapes[layer.name])
+        layer.per_neuron = any(np.unique(v).size > 1 for v in values.values())
+        layer.pbase = p_word
+        if not layer.per_neuron:
+            values = {k: v[:1] for k, v in values.items()}
+        params_rows.append(values)
+        p_word += len(values["du"])
+
+    # synapse memory: list projections first (their targets fill the target memory)
+    weights, targets, row_start, row_len = [], [], [], []
+    address = 0
+    acc_word = 0
+    for want_list in (True, False):
+        for p in projections:
+            if p.is_list != want_list:
+                continue
+            for t, w in p.fanout:
+                if want_list:
+                    targets.append(t)
+                weights.append(w)
+    n_list = sum(len(t) for t in targets)
+    # rows in projection order (rowbase), addresses in list-then-dense order
+    starts: dict[int, list[int]] = {}
+    for want_list in (True, False):
+        for k, p in enumerate(projections):
+            if p.is_list != want_list:
+                continue
+            starts[k] = []
+            for _, w in p.fanout:
+                starts[k].append(address)
+                address += len(w)
+    for k, p in enumerate(projections):
+        p.rowbase = len(row_start)
+        row_start.extend(starts[k])
+        row_len.extend(len(w) for _, w in p.fanout)
+        p.accbase = acc_word
+        acc_word += p.n_dst * (p.dendritic + 1)
+
+    memories = {
+        "weights": np.concatenate(weights) if weights else np.zeros(1, np.int64),
+        "targets": np.concatenate(targets) if n_list else np.zeros(1, np.int64),
+        "row_start": np.asarray(row_start, np.int64),
+        "row_len": np.asarray(row_len, np.int64),
+    }
+    for key in ("du", "dv", "vth", "bias", "vstep", "da"):
+        memories[f"p_{key}"] = np.concatenate([row[key] for row in params_rows])
+
+    bounds = _bounds(projections, layers, input_max, limits)
+    params = _params(layers, projections, memories, bounds, input_max, n_list, acc_word,
+                     s_word, word)
+    outputs = {name: graph.predecessors(name) for name in graph.outputs}
+    params = derive({**params, "NO": max(1, len(ops))})
+    return Program(layers, projections, ops, memories, params, outputs,
+                   {k: tuple(v) for k, v in shapes.items()}, bounds)
+
+
+def u_bits(a: int) -> int:
+    """Width of u: [-2^23, 2^23] while |a << 6| <= 2^24; beyond, u can drift (one wrap
+    removes only 2^24) up to about 2^18 * |a|, which the emulator's int64 follows."""
+    return 25 if a <= 2**18 else a.bit_length() + 20
+
+
+def _bounds(projections: list[Projection], layers: list[Layer], input_max: int,
+            limits: CoreLimits) -> dict[str, int]:
+    """Worst-case magnitudes: per projection accumulator, per layer synaptic input a."""
+    acc_max, a_max = 1, 1
+    per_layer: dict[int, np.ndarray] = {}
+    for p in projections:
+        vmax = input_max if layers[p.src].kind == "input" else 1
+        n_dst = layers[p.dst].n
+        total = np.zeros(n_dst, np.int64)
+        for t, w in p.fanout:
+            tgt = t if p.is_list else np.arange(len(w))
+            np.add.at(total, tgt, np.abs(w))
+        total = total * vmax
+        acc_max = max(acc_max, int(total.max(initial=0)))
+        shifted = total << p.exp if p.exp >= 0 else -((-total) >> -p.exp)
+        per_layer[p.dst] = per_layer.get(p.dst, 0) + shifted
+        a_max = max(a_max, int(shifted.max(initial=0)))
+        limits.check_bounds(layers[p.dst].name, signed_bits(acc_max), 0)
+    for k, v in per_layer.items():
+        a_max = max(a_max, int(np.max(v, initial=0)))
+        limits.check_bounds(layers[k].name, signed_bits(a_max), u_bits(a_max))
+    return {"acc": acc_max, "a": a_max}
+
+
+def _params(layers, projections, memories, bounds, input_max, n_list, acc_words, s_words,
+            ring_words) -> dict[str, int]:
+    w = memories["weights"]
+    exps = [abs(p.exp) for p in projections] or [0]
+    a = bounds["a"]
+    uw = u_bits(a)
+    graded = int(input_max > 1)
+    p = {
+        "NL": len(layers), "NP": max(1, len(projections)),
+        "IW": max(1, (max(layer.n for layer in layers) - 1).bit_length()),
+        "VALW": signed_bits(input_max) if graded else 1, "GRADED": graded,
+        "WW": signed_bits(int(np.abs(w).max(initial=1))),
+        "EXPW": signed_bits(max(exps)),
+        "LENW": max(1, int(memories["row_len"].max(initial=1)).bit_length()),
+        "DLW": max(1, max((p.delay for p in projections), default=0).bit_length()),
+        "W_DEPTH": max(1, len(w)), "T_DEPTH": max(1, n_list),
+        "ROW_DEPTH": max(1, len(memories["row_start"])), "E_DEPTH": max(1, ring_words),
+        "A_DEPTH": max(1, acc_words), "S_DEPTH": max(1, s_words),
+        "P_DEPTH": max(1, len(memories["p_du"])),
+        "ACCW": signed_bits(bounds["acc"]), "AW": max(signed_bits(a), signed_bits(bounds["acc"])),
+        "UW": uw, "HAS_TH": int(any(layer.kind == "alif" for layer in layers)),
+        "CNTW": 32, "TW": 32,
+    }
+    return derive(p)
+
+
+def derive(p: dict[str, int]) -> dict[str, int]:
+    """Add the address and index widths that follow from the sizes."""
+    p = dict(p)
+    p["LW"] = max(1, (p["NL"] - 1).bit_length())
+    p["PW"] = max(1, (p["NP"] - 1).bit_length())
+    p.setdefault("NO", 1)
+    p["OW"] = max(1, (p["NO"] - 1).bit_length())
+    for depth, width in (("W_DEPTH", "WAW"), ("T_DEPTH", "TAW"), ("ROW_DEPTH", "ROWAW"),
+                         ("E_DEPTH", "EAW"), ("A_DEPTH", "AAW"), ("S_DEPTH", "SAW"),
+                         ("P_DEPTH", "PAW")):
+        p[width] = addr_bits(p[depth])
+    p["CSW"] = max(1, (4 * p["NL"] + 2 * p["NP"] - 1).bit_length())
+    return p
+
+
+def merge_sizes(*param_sets: dict[str, int]) -> dict[str, int]:
+    """The smallest sizes that hold every one of the given programs (one build for all)."""
+    merged = {k: max(ps[k] for ps in param_sets) for k in SIZE_PARAMS}
+    return derive(merged)
+
+
+def fit(params: dict[str, int], floor: dict[str, int] | None) -> dict[str, int]:
+    """`params` raised to at least `floor`'s sizes."""
+    if not floor:
+        return params
+    return merge_sizes(params, {k: floor.get(k, params[k]) for k in SIZE_PARAMS})

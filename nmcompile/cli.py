@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from contextvars import ContextVar
 from pathlib import Path
 
 from . import __version__
@@ -22,25 +21,21 @@ NIR file (.nir, from snnTorch, Norse, Sinabs, ...) with its time step: --dt SECO
 """
 
 
-#: The running command's --dt and --reset, for a MODEL that is a .nir file (set by `main`, so
-#: that every verb's `_load(args.model)` reads NIR without passing them along).
-_NIR_OPTIONS: ContextVar[tuple[float | None, str | None]] = ContextVar("nir_options",
-                                                                       default=(None, None))
-
-
-def _load(path: str):
-    if str(path).lower().endswith(".nir"):
+def _load(args: argparse.Namespace):
+    """The verb's MODEL: a .nmc file, or a .nir file read with --dt and --reset."""
+    if str(args.model).lower().endswith(".nir"):
         from .frontends.nir import from_nir
 
-        dt, reset = _NIR_OPTIONS.get()
-        return from_nir(path, dt=dt, reset=reset)
+        return from_nir(args.model, dt=args.dt, reset=args.reset)
     from .ir import load
 
-    return load(path)
+    return load(args.model)
 
 
-def _model_options(p: argparse.ArgumentParser) -> None:
-    """--dt and --reset, for a verb whose MODEL may be a NIR file."""
+def _model_arg(p: argparse.ArgumentParser, help: str = "a .nmc file, or a .nir file with --dt"
+               ) -> None:
+    """MODEL, with --dt and --reset for a MODEL that is a NIR file."""
+    p.add_argument("model", metavar="MODEL", help=help)
     p.add_argument("--dt", type=float, metavar="SECONDS",
                    help="time step of a .nir MODEL, required (NIR has none; snnTorch's exports "
                    "assume 1e-4, Norse 1e-3, Sinabs counts steps: 1)")
@@ -72,7 +67,7 @@ def _fmt_shape(shape: tuple[int, ...]) -> str:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from .ir.summary import summarize
 
-    graph = _load(args.model)
+    graph = _load(args)
     rows = summarize(graph)
     table = [("node", "type", "shape", "inputs", "params", "synapses", "details")]
     table += [(r["name"], r["type"], _fmt_shape(r["shape"]), ", ".join(r["inputs"]) or "-",
@@ -120,7 +115,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from .ir import save
     from .quantize.quantizer import quantize
 
-    graph = _load(args.model)
+    graph = _load(args)
     calibration = None
     if args.calibrate:
         calibration, _ = _samples(graph, args.calibrate)
@@ -136,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from .api import run
 
-    graph = _load(args.model)
+    graph = _load(args)
     spikes = _input_file(args.input)
     options = {"simulator": args.simulator} if args.simulator else {}
     result = run(graph, spikes, backend=args.backend, record=args.record, **options)
@@ -158,14 +153,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     from .verify import verify
 
-    graph = _load(args.model)
+    graph = _load(args)
     labels = None
     if args.input:
         spikes = _input_file(args.input)
     else:
         spikes, labels = _samples(graph, args.samples, args.seed)
     backends = [b for b in args.backends.split(",") if b]
-    report = verify(graph, spikes, backends, profile=args.profile, labels=labels)
+    verilog = {"simulator": args.simulator} if args.simulator else {}
+    report = verify(graph, spikes, backends, profile=args.profile, labels=labels,
+                    backend_options={"verilog": verilog})
     if args.json:
         print(json.dumps(report.to_json(), default=float))
         return 0 if report.equal else 1
@@ -191,7 +188,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from .api import is_quantized
     from .quantize.quantizer import quantize
 
-    graph = _load(args.model)
+    graph = _load(args)
     if not is_quantized(graph):
         graph, report = quantize(graph, args.profile, report=True)
         print(report.table())
@@ -220,7 +217,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
     from .analysis import estimate
 
-    graph = _load(args.model)
+    graph = _load(args)
     spikes = None
     if args.rates is None:
         spikes = _input_file(args.input) if args.input else _samples(graph, args.samples,
@@ -277,14 +274,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="print a model's nodes, shapes, delays and sizes",
                        description="Print a table of a model's nodes in schedule order: type, "
                        "output shape, inputs with their edge delays, parameters, synapses.")
-    p.add_argument("model", metavar="MODEL", help="a .nmc file, or a .nir file with --dt")
+    _model_arg(p)
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("quantize", help="quantise a float model to fixed point",
                        description="Fold linear chains, choose per-layer scales and per-"
                        "projection weight exponents for a fixed-point profile, print the "
                        "per-layer report and write the quantised model.")
-    p.add_argument("model", metavar="MODEL", help="a float .nmc file")
+    _model_arg(p, "a float .nmc file, or a .nir file with --dt")
     p.add_argument("-o", "--output", required=True, metavar="QMODEL.nmc")
     p.add_argument("--profile", default="loihi2", help="loihi2 (default) or fpga16")
     p.add_argument("--calibrate", type=int, default=0, metavar="N",
@@ -295,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Run MODEL on spikes (T, batch, *input_shape) from a .npy "
                        "file (or an .npz by input name). A float model runs on the float "
                        "interpreter, a quantised one on the emulator, unless --backend says.")
-    p.add_argument("model", metavar="MODEL")
+    _model_arg(p)
     p.add_argument("--input", required=True, metavar="SPIKES.npy")
     p.add_argument("--backend", default=None, help="float, emulator, lava, verilog, ...")
     p.add_argument("--simulator", choices=("icarus", "verilator"),
@@ -309,7 +306,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "output and per-layer spikes exactly; exit 0 only if all agree. A float "
                        "model is quantised first (--profile) and float-vs-quantised agreement "
                        "and, when the model names its data set, accuracies are reported.")
-    p.add_argument("model", metavar="MODEL")
+    _model_arg(p)
     p.add_argument("--backends", default="emulator", help="comma-separated, first is the "
                    "reference (default: emulator)")
     p.add_argument("--samples", type=int, default=32, metavar="N",
@@ -317,6 +314,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", metavar="SPIKES.npy", help="use these spikes instead")
     p.add_argument("--profile", default="loihi2")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--simulator", choices=("icarus", "verilator"),
+                   help="the Verilog simulator of backend verilog (default: icarus)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_verify)
 
@@ -324,7 +323,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Write the artefact of a target for MODEL into a self-"
                        "describing folder (written atomically: a failed compile leaves nothing). "
                        "A float model is quantised first with --profile.")
-    p.add_argument("model", metavar="MODEL")
+    _model_arg(p)
     p.add_argument("--target", required=True, help="lava, verilog, ...")
     p.add_argument("-o", "--output", required=True, metavar="OUT")
     p.add_argument("--profile", default="loihi2")
@@ -342,7 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "models: TOML files with their sources, see docs/estimation.md) next to "
                        "an ANN of the same topology. With --rates, no simulation: counts are "
                        "expected from firing rates.")
-    p.add_argument("model", metavar="MODEL")
+    _model_arg(p)
     p.add_argument("--input", metavar="SPIKES.npy", help="input spikes (T, batch, *shape)")
     p.add_argument("--samples", type=int, default=32, metavar="N",
                    help="N test samples of the model's data set, else N seeded random inputs "
@@ -365,10 +364,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="OUT.png",
                    help="write per-layer synaptic ops and a spike raster of the first sample")
     p.set_defaults(func=cmd_estimate)
-    for p in sub.choices.values():  # every verb that takes a MODEL reads .nir files too
-        if any(action.dest == "model" for action in p._actions) and \
-                "--dt" not in p._option_string_actions:
-            _model_options(p)
     return parser
 
 
@@ -379,11 +374,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        token = _NIR_OPTIONS.set((getattr(args, "dt", None), getattr(args, "reset", None)))
-        try:
-            return args.func(args)
-        finally:
-            _NIR_OPTIONS.reset(token)
+        return args.func(args)
     except KeyboardInterrupt:
         print("nmcompile: interrupted", file=sys.stderr)
         return 130

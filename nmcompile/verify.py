@@ -85,8 +85,13 @@ def _accuracy(result: RunResult, labels: np.ndarray) -> float:
 
 def verify(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray],
            backends: Sequence[str] = ("emulator",), *, profile: str = "loihi2",
-           labels: np.ndarray | None = None, **options: Any) -> VerifyReport:
-    """Run `spikes` through every backend in `backends` and compare them exactly."""
+           labels: np.ndarray | None = None,
+           backend_options: Mapping[str, Mapping[str, Any]] | None = None,
+           **options: Any) -> VerifyReport:
+    """Run `spikes` through every backend in `backends` and compare them exactly.
+
+    `options` go to every backend's `run`; `backend_options` to one backend each, e.g.
+    `{"verilog": {"simulator": "verilator"}}`."""
     float_result = None
     qgraph = graph
     if not is_quantized(graph):
@@ -94,7 +99,9 @@ def verify(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray],
 
         float_result = run(graph, spikes, backend="float")
         qgraph = quantize(graph, profile=profile)
-    results = {name: run(qgraph, spikes, backend=name, record=True, **options)
+    per = backend_options or {}
+    results = {name: run(qgraph, spikes, backend=name, record=True, **options,
+                         **per.get(name, {}))
                for name in backends}
     reference = backends[0]
     mismatches = [m for name in backends[1:]

@@ -57,7 +57,7 @@ class CoreLimits:
                 raise LimitError(
                     f"layer {name!r} brings the core to {total:,} neurons, over the "
                     f"{self.neurons:,} of profile {self.profile!r} (neurons_per_core); use a "
-                    f"smaller network or a profile with a larger core")
+                    f"smaller network or a larger core (run option core='fpga16')")
 
     def check_delay(self, name: str, delay: int) -> None:
         if delay > self.max_delay:
@@ -72,8 +72,8 @@ class CoreLimits:
                 raise LimitError(
                     f"projection {name!r} brings the core to {total:,} stored synapses, over "
                     f"the {self.synapses:,} of profile {self.profile!r} (synapses_per_core; a "
-                    f"convolution is stored unrolled); use a smaller network or a profile "
-                    f"with a larger core")
+                    f"convolution is stored unrolled); use a smaller network or a larger "
+                    f"core (run option core='fpga16')")
 
     def check_accumulators(self, words: list[tuple[str, int]]) -> None:
         total = 0

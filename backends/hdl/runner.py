@@ -12,6 +12,7 @@ import numpy as np
 from nmcompile.errors import LimitError
 from nmcompile.ir import Graph
 from nmcompile.ir.inputs import check_activity, normalize_inputs
+from nmcompile.quantize.profiles import Profile
 from nmcompile.result import RunResult
 
 from .hexfiles import write_memories
@@ -71,18 +72,21 @@ def _counter_bound(program: Program, T: int, B: int) -> int:
 
 def run_hdl(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray], *,
             record: bool = False, simulator: str = "icarus",
-            sizes: Mapping[str, int] | None = None, timeout_s: float | None = None) -> HdlRun:
+            sizes: Mapping[str, int] | None = None, timeout_s: float | None = None,
+            core: str | Profile | None = None) -> HdlRun:
     """Simulate `graph` on `spikes` (T, batch, *shape) in one testbench invocation.
 
     `sizes`: build at least this large (see `program.merge_sizes`), so that several graphs
-    share one simulator build.
+    share one simulator build. `core`: the profile whose core capacity (neurons, synapses,
+    weight width) bounds the program, by default the graph's quantisation profile; an FPGA
+    core can be sized larger than a Loihi core (`core="fpga16"`) for the same arithmetic.
     """
     shapes = graph.validate()
     inputs, T, B = normalize_inputs(graph, spikes, shapes, integers=True)
     check_activity(T, B, shapes, record, MAX_BYTES)
     inputs = {k: np.asarray(v).astype(np.int64) for k, v in inputs.items()}
     input_max = max([1] + [int(np.abs(v).max(initial=0)) for v in inputs.values()])
-    program = build_program(graph, input_max=input_max)
+    program = build_program(graph, input_max=input_max, profile=core)
     params = fit(program.params, dict(sizes) if sizes else None)
     bound = _counter_bound(program, T, B)
     if bound >= 1 << params["CNTW"]:
@@ -169,10 +173,10 @@ def _result(graph: Graph, program: Program, params: dict[str, int], resp: Respon
 
 def run(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray], *, record: bool = False,
         simulator: str = "icarus", sizes: Mapping[str, int] | None = None,
-        timeout_s: float | None = None) -> RunResult:
+        timeout_s: float | None = None, core: str | Profile | None = None) -> RunResult:
     """Run a quantised graph on the Verilog core in a simulator; see `nmcompile.run`."""
     return run_hdl(graph, spikes, record=record, simulator=simulator, sizes=sizes,
-                   timeout_s=timeout_s).result
+                   timeout_s=timeout_s, core=core).result
 
 
 __all__ = ["HdlRun", "run", "run_hdl"]

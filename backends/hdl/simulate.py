@@ -27,6 +27,7 @@ from nmcompile.errors import NmcompileError
 from .hexfiles import params_header
 
 SIMULATORS = ("icarus", "verilator")
+CACHE_KEEP = 16  # builds kept in the cache, most recently used first
 #: RTL shipped with the package (rtl/), in compilation order.
 RTL_SOURCES = ("nm_ram.v", "nm_core.v")
 INCLUDES = ("nm_core_inst.vh",)
@@ -88,6 +89,14 @@ def _run(cmd: list[str], cwd: Path, timeout_s: float, what: str) -> subprocess.C
     return proc
 
 
+def _prune(root: Path, keep: int = CACHE_KEEP) -> None:
+    """Delete all but the `keep` most recently used builds (a Verilator build is ~10 MB)."""
+    builds = sorted((p for p in root.glob("*-*") if p.is_dir() and not p.name.startswith(".")),
+                    key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in builds[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
+
+
 def build(simulator: str, params: dict[str, int], *, timeout_s: float = 600) -> Path:
     """The simulator executable for these sizes, built once and cached."""
     if simulator not in SIMULATORS:
@@ -96,6 +105,7 @@ def build(simulator: str, params: dict[str, int], *, timeout_s: float = 600) -> 
     final = cache_root() / f"{simulator}-{key}"
     exe = final / ("sim.vvp" if simulator == "icarus" else "obj/Vnm_tb")
     if exe.exists():
+        os.utime(final)  # most recently used: kept longest by _prune
         return exe
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
@@ -124,6 +134,7 @@ def build(simulator: str, params: dict[str, int], *, timeout_s: float = 600) -> 
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    _prune(final.parent)
     return exe
 
 

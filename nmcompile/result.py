@@ -18,7 +18,9 @@ class RunResult:
       (only when recorded).
     - `counters`: counter name -> {node -> count}: 'spikes', 'neuron_updates',
       'synaptic_events' (one per delivered non-zero input and stored synapse it reaches);
-      hardware backends add their own (cycles, for example).
+      the emulator and the Verilog core add 'synaptic_events_nonzero' (those on a non-zero
+      weight) and 'active_neuron_updates' (updates that received an event or spiked);
+      targets add their own ('unsafe_updates', the Verilog core's 'cycles').
     - `margins`: spiking node -> the smallest |v - threshold| seen before a reset, so a
       near-tie, where rounding could flip a spike, is visible.
     """

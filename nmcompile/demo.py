@@ -204,15 +204,21 @@ STAGES: list[tuple[str, Callable[[Demo], None]]] = [
 ]
 
 
+def run_stages(state: Any, stages: list[tuple[str, Callable[[Any], None]]]) -> None:
+    """Run each stage on `state` in order (creating `state.out_dir`) and record its wall
+    time in `state.summary["seconds"]`."""
+    state.out_dir.mkdir(parents=True, exist_ok=True)
+    for name, stage in stages:
+        start = time.perf_counter()
+        stage(state)
+        state.summary.setdefault("seconds", {})[name] = round(time.perf_counter() - start, 2)
+
+
 def run_demo(out_dir: str | Path = "nmcompile-demo", *, seed: int = 0, epochs: int = 12,
              log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every stage in order; write DIR/digits.nmc and DIR/summary.json; return the summary."""
     d = Demo(out_dir=Path(out_dir), seed=seed, epochs=epochs, log=log)
-    d.out_dir.mkdir(parents=True, exist_ok=True)
-    for name, stage in STAGES:
-        start = time.perf_counter()
-        stage(d)
-        d.summary.setdefault("seconds", {})[name] = round(time.perf_counter() - start, 2)
+    run_stages(d, STAGES)
     acc = d.summary["test_accuracy"]
     log(f"test accuracy on {len(d.test_labels)} digits, same encoded spikes: "
         f"PyTorch {acc['pytorch']:.1%}, IR float interpreter {acc['ir_float']:.1%}, "

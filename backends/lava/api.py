@@ -17,7 +17,7 @@ import numpy as np
 
 from nmcompile.errors import LimitError, NmcompileError
 from nmcompile.ir import Graph
-from nmcompile.ir.inputs import normalize_inputs
+from nmcompile.ir.inputs import delayed, normalize_inputs
 from nmcompile.result import RunResult
 
 from .lowering import SUPPORTED, check, lower
@@ -128,16 +128,6 @@ def _aligned(plan: Plan, results: Sequence[Mapping[str, np.ndarray]], T: int,
     return out
 
 
-def _shifted(x: np.ndarray, d: int) -> np.ndarray:
-    """x (T, ...) seen through an edge of delay d: step t holds x[t - d], zeros before."""
-    if d == 0:
-        return x
-    out = np.zeros_like(x)
-    if d < len(x):
-        out[d:] = x[:len(x) - d]
-    return out
-
-
 def _assemble(graph: Graph, plan: Plan, inputs: Mapping[str, np.ndarray],
               results: Sequence[Mapping[str, np.ndarray]], T: int, B: int,
               chunks: Sequence[tuple[int, int]], record: bool) -> RunResult:
@@ -153,14 +143,14 @@ def _assemble(graph: Graph, plan: Plan, inputs: Mapping[str, np.ndarray],
     flat = {**{n: v.reshape(T, B, -1) for n, v in inputs.items()}, **values}
     outputs = {}
     for spec in plan.outputs:
-        total = sum(_shifted(flat[s], d) for s, d in spec.sources)
+        total = sum(delayed(flat[s], d) for s, d in spec.sources)
         outputs[spec.name] = total.astype(np.uint8) if all(
             s in spiking for s, _ in spec.sources) else total.astype(np.int64)
     events: dict[str, int] = {}
     for count in plan.counts:
         fan = np.empty_like(results[0][f"fanout/{count.proc}"])
         fan[plan.layer(count.source).perm] = results[0][f"fanout/{count.proc}"]
-        active = _shifted(flat[count.source] != 0, count.delay)
+        active = delayed(flat[count.source] != 0, count.delay)
         events[count.node] = events.get(count.node, 0) + int(
             active.reshape(-1, active.shape[-1]).sum(axis=0) @ fan)
     counters = {

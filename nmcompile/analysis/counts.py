@@ -25,6 +25,7 @@ import scipy.sparse as sp
 
 from ..errors import UnsupportedError
 from ..ir import Graph, Input, Neuron
+from ..ir.inputs import delayed
 from ..ir.projections import Conv2d, Dense
 from ..ir.quantized import QConv2d, QDense, QSparse
 from ..result import RunResult
@@ -211,16 +212,6 @@ def static_counts(graph: Graph) -> dict[str, LayerCounts]:
 # ------------------------------------------------------------------------------------------
 
 
-def _shifted(x: np.ndarray, d: int) -> np.ndarray:
-    """x (T, ...) through an edge of delay d: step t holds x[t - d], zeros before."""
-    if d == 0:
-        return x
-    out = np.zeros_like(x)
-    if d < len(x):
-        out[d:] = x[:len(x) - d]
-    return out
-
-
 def _reached(node, mask: np.ndarray, in_shape: tuple[int, ...]) -> np.ndarray:
     """mask (M, in) bool -> (M, out) or (M, 1) bool: outputs that at least one event reaches."""
     if isinstance(node, (Dense, QDense)):
@@ -256,7 +247,7 @@ def from_spikes(graph: Graph, values: Mapping[str, np.ndarray], steps: int, samp
             if src not in flat:
                 raise UnsupportedError(f"projection {name!r} is fed by {src!r}, which is not an "
                                        f"input or neuron layer: fold linear chains first")
-            part = _shifted(flat[src], d)
+            part = delayed(flat[src], d)
             x = part if x is None else x.astype(np.int64) + part
         mask = (x != 0).reshape(steps * samples, -1)
         fan, nz = fanouts(node, shapes[row.sources[0]], row.shape)
@@ -272,7 +263,7 @@ def from_spikes(graph: Graph, values: Mapping[str, np.ndarray], steps: int, samp
         spiking = graph[name].spiking
         hit = (y != 0) if spiking else np.zeros(y.shape, bool)
         for src, d in graph.predecessors(name):
-            hit |= _shifted(reached[src], d) if src in reached else _shifted(flat[src] != 0, d)
+            hit |= delayed(reached[src], d) if src in reached else delayed(flat[src] != 0, d)
         row.neuron_updates = steps * samples * row.neurons
         row.active_updates = int(np.count_nonzero(hit))
         row.spikes = int(np.count_nonzero(y)) if spiking else 0

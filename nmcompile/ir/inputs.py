@@ -54,3 +54,13 @@ def check_activity(T: int, batch: int, shapes: Mapping[str, Shape], record: bool
         raise LimitError(f"running {T} steps of batch {batch} would hold "
                          f"{planned / 2**30:.1f} GiB of activity (limit "
                          f"{max_bytes / 2**30:.0f} GiB); run a smaller batch")
+
+
+def delayed(x: np.ndarray, d: int) -> np.ndarray:
+    """x (T, ...) seen through an edge of delay d: step t holds x[t - d], zeros before."""
+    if d == 0:
+        return x
+    out = np.zeros_like(x)
+    if d < len(x):
+        out[d:] = x[:len(x) - d]
+    return out

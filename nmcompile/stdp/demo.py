@@ -10,7 +10,6 @@ DIR/stdp.nmc, DIR/stdp_q.nmc, DIR/stdp_fields.png and DIR/stdp_summary.json.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ import torch
 
 from .. import datasets
 from ..api import quantize, run
+from ..demo import run_stages
 from ..errors import LimitError, NmcompileError, UnsupportedError
 from ..frontends.stdp import from_stdp
 from ..ir import Graph, save
@@ -227,11 +227,7 @@ def run_stdp_demo(out_dir: str | Path = "nmcompile-demo", *, neurons: int = 200,
         raise NmcompileError("demo --stdp: need --neurons >= 1, --epochs >= 0, --samples >= 1")
     d = StdpDemo(out_dir=Path(out_dir), neurons=neurons, epochs=epochs, samples=samples,
                  seed=seed, frozen=frozen, rule=rule, log=log)
-    d.out_dir.mkdir(parents=True, exist_ok=True)
-    for name, stage in STAGES:
-        start = time.perf_counter()
-        stage(d)
-        d.summary.setdefault("seconds", {})[name] = round(time.perf_counter() - start, 2)
+    run_stages(d, STAGES)
     acc = d.summary["test_accuracy"]
     log(f"test accuracy on {len(d.test_labels)} digits ({d.mode} thresholds): trained network "
         f"{acc['network']:.1%}, IR float interpreter {acc['ir_float']:.1%} (spike for spike "

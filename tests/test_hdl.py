@@ -2,7 +2,7 @@
 and every hardware counter, on seeded random quantised graphs simulated with real Icarus
 Verilog (and a handful with real Verilator).
 
-The random graphs are the Lava backend's (`tests/test_lava_backend.py: random_graph`): dense,
+The random graphs are the Lava backend's (`tests/random_graphs.py`): dense,
 sparse, convolutions (stride, padding, dilation, groups, negative exponents), pooling folded
 into a depthwise convolution, a self-recurrent layer, an E -> I -> E loop, skip connections,
 edge delays (one over 63 steps), IF/LIF/ALIF, both resets, per-neuron parameters, biases, LI
@@ -17,7 +17,7 @@ import subprocess
 
 import numpy as np
 import pytest
-from test_lava_backend import N_GRAPHS, random_graph
+from random_graphs import N_GRAPHS, random_graph
 
 import nmcompile
 from backends import hdl

@@ -216,6 +216,16 @@ def test_lossy_decays_are_reported() -> None:
     assert "warning: layer 'n'" in rep.table()
 
 
+def test_a_decay_that_rounds_to_no_decay_is_reported() -> None:
+    """1 - beta = 1e-5 < 1/8192: dv rounds to 0, so v would never leak; beta = 0.9998
+    (1 - beta = 2e-4 > 1/8192) rounds to dv = 1 and is not reported."""
+    q, rep = nmcompile.quantize(_toy(beta=0.99999), report=True)
+    assert q["n"].dv == 0
+    assert any("rounds to no decay" in w for w in rep.layers[0].warnings)
+    q, rep = nmcompile.quantize(_toy(beta=0.9998), report=True)
+    assert q["n"].dv == 1 and not rep.layers[0].warnings
+
+
 def test_calibration_measures_peaks() -> None:
     g = _toy(weight=3.0, threshold=2.0)
     x = torch.zeros(10, 2, 1)

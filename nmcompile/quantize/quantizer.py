@@ -177,6 +177,10 @@ def _decay(factor: Any, offset: int, what: str, lossy: list[str]) -> Any:
     if np.any(clipped != d):
         lossy.append(f"{what} {np.asarray(factor).min():g}..{np.asarray(factor).max():g} "
                      f"is outside what 12 bits hold; clipped")
+    leak = 1 - np.asarray(factor, dtype=np.float64)
+    if np.any((leak > 0) & (clipped + offset == 0)):
+        lossy.append(f"{what} {np.asarray(factor).max():g} rounds to no decay at all in 12 "
+                     f"bits (1 - {what} below 1/8192): the quantised state never relaxes")
     out = clipped.astype(np.int64)
     return int(out) if out.ndim == 0 else out
 

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_frontend_equivalence import KINDS, random_model
 
 DT = 1e-3
+FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "nir-paper"
 
 
 # -- an independent reference: NIR's equations, forward Euler, in numpy ----------------------
@@ -353,8 +354,6 @@ def test_fixture_round_trip_and_dt_conflict(tmp_path: Path) -> None:
 
 
 # -- command line ----------------------------------------------------------------------------
-FIXTURES = Path(__file__).resolve().parents[1] / ".." / "shared" / "fixtures" / "nir-paper"
-
 
 @pytest.mark.skipif(not FIXTURES.is_dir(), reason="the workplace's shared fixtures are absent")
 def test_cli_reads_nir_with_dt(tmp_path: Path, capsys) -> None:

@@ -30,7 +30,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ..errors import NmcompileError
+from ..errors import NmcompileError, UnsupportedError
 from ..ir import Graph
 from ..ir.projections import Conv2d, Dense
 from ..ir.quantized import QConv2d, QDense, QSparse
@@ -47,7 +47,8 @@ def fanin(node, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> np.nda
     if isinstance(node, (Conv2d, QConv2d)):
         return conv_fanin(node.weight, in_shape, out_shape, node.stride, node.padding,
                           node.dilation, node.groups)
-    raise NmcompileError(f"no fan-in rule for {type(node).__name__}")
+    raise UnsupportedError(f"no fan-in rule for {type(node).__name__} nodes; fold linear "
+                           f"chains first (nmcompile.passes.fold.fold_linear)")
 
 
 def layer_rates(graph: Graph, rates: float | Mapping[str, float]) -> dict[str, float]:

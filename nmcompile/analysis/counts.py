@@ -148,6 +148,8 @@ def weight_width(graph: Graph) -> int:
 
 
 def state_width(graph: Graph) -> int:
+    """Bits per neuron state: the quantisation profile's width, else 24 (every profile's
+    default) for a quantised graph, else 32 for a float graph."""
     from ..quantize.profiles import PROFILES
 
     profile = graph.metadata.get("quantization", {}).get("profile")

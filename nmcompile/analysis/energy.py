@@ -11,7 +11,7 @@ adds one by writing a TOML file in a folder named by `paths=`, `--devices-dir` o
 `NMCOMPILE_DEVICES` environment variable (folders separated by the OS path separator), or by
 naming the file itself. The format:
 
-    name = "mychip"                 # letters, digits, '-', '_'
+    name = "mychip"                 # letters, digits, '-', '_', '.'
     title = "My chip (Someone et al. 2024)"
     kind = "neuromorphic"           # or "conventional", "ann" (baselines)
     [[terms]]

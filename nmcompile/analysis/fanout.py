@@ -19,12 +19,19 @@ from collections.abc import Sequence
 import numpy as np
 
 
+def _reads(size: int, out: int, kernel: int, stride: int, pad: int, dilation: int
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """(out, kernel): the input position tap k of output o reads along one axis, and whether
+    it lies inside the input (padding holds no synapse)."""
+    pos = np.arange(out)[:, None] * stride - pad + np.arange(kernel)[None, :] * dilation
+    return pos, (pos >= 0) & (pos < size)
+
+
 def axis_taps(size: int, out: int, kernel: int, stride: int, pad: int, dilation: int
               ) -> np.ndarray:
     """(kernel, size) int64: 1 where kernel tap k of some output position reads input h."""
-    pos = np.arange(out)[:, None] * stride - pad + np.arange(kernel)[None, :] * dilation
+    pos, inside = _reads(size, out, kernel, stride, pad, dilation)
     taps = np.zeros((kernel, size), np.int64)
-    inside = (pos >= 0) & (pos < size)
     taps[np.nonzero(inside)[1], pos[inside]] = 1
     return taps
 
@@ -64,12 +71,6 @@ def conv_fanin(weight: np.ndarray, in_shape: Sequence[int], out_shape: Sequence[
     """Stored synapses into each output (C_out * H_out * W_out,) of a convolution: the
     (input channel, tap) pairs of its group that land inside the input."""
     c_out, cg, kh, kw = weight.shape
-
-    def per_output(size: int, out: int, k: int, s: int, p: int, d: int) -> np.ndarray:
-        pos = np.arange(out)[:, None] * s - p + np.arange(k)[None, :] * d
-        return ((pos >= 0) & (pos < size)).sum(axis=1)
-
-    fy = per_output(in_shape[1], out_shape[1], kh, stride[0], padding[0], dilation[0])
-    fx = per_output(in_shape[2], out_shape[2], kw, stride[1], padding[1], dilation[1])
-    return (cg * np.ones((c_out, 1, 1), np.int64) * fy[None, :, None] * fx[None, None, :]
-            ).reshape(-1)
+    fy = _reads(in_shape[1], out_shape[1], kh, stride[0], padding[0], dilation[0])[1].sum(1)
+    fx = _reads(in_shape[2], out_shape[2], kw, stride[1], padding[1], dilation[1])[1].sum(1)
+    return np.tile(cg * np.outer(fy, fx).astype(np.int64).reshape(-1), c_out)

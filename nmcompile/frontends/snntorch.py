@@ -97,7 +97,7 @@ def _recurrent(m: nn.Module, where: str) -> Any:
 
 def to_ir(builder: Any, name: str, m: nn.Module, src: list[str], where: str) -> list[str]:
     """Add the IR nodes of snnTorch layer `m` (fed by `src`) through the PyTorch frontend's
-    builder; returns the spiking node's name."""
+    builder; returns [the spiking node's name], as the builder's other layers do."""
     kind = type(m).__name__
     snn = _module()
     if kind not in TYPES or type(m) is not getattr(snn, kind):

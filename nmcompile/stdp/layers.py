@@ -12,9 +12,9 @@ per-neuron threshold offset `theta`:
 
 `theta` is homeostasis across samples (Diehl and Cook's adaptive threshold): after each
 training batch it takes over what the samples' adaptation built up and relaxes over the steps
-that passed, `theta <- rho**T * theta + sum over the batch of a[T]` (the adaptation of
-consecutive samples, applied once per batch). A neuron that wins often ends with a high
-threshold, so rarely used neurons get their turn.
+that passed, `theta <- rho**(B T) * theta + sum over the batch of a[T]` (B samples of T
+steps: the adaptation of consecutive samples, applied once per batch). A neuron that wins
+often ends with a high threshold, so rarely used neurons get their turn.
 
 At inference the threshold is either frozen (`LIF` with the per-neuron threshold
 `threshold + theta`, as Diehl and Cook test) or keeps adapting within each sample (`ALIF`

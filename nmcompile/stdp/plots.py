@@ -23,11 +23,12 @@ def _pyplot():
 
 
 def _image_shape(net: STDPNetwork) -> tuple[int, int]:
-    shape = net.input_shape[-2:] if len(net.input_shape) >= 2 else None
-    if shape is None:
-        side = math.isqrt(net.n_inputs)
-        shape = (side, side) if side * side == net.n_inputs else (1, net.n_inputs)
-    return tuple(shape)
+    """How one neuron's weights are drawn: an (H, W) input as itself, a (C, H, W) one with
+    its channels stacked vertically, a vector as a square when it is one, else as a row."""
+    if len(net.input_shape) >= 2:
+        return net.n_inputs // net.input_shape[-1], net.input_shape[-1]
+    side = math.isqrt(net.n_inputs)
+    return (side, side) if side * side == net.n_inputs else (1, net.n_inputs)
 
 
 def plot_fields(nets: Sequence[tuple[str, STDPNetwork]], path: str | Path, columns: int = 20,

@@ -73,15 +73,21 @@ def graph_info(metadata: Any) -> dict[str, Any] | None:
         return None
 
 
+def stored_params(meta: Any) -> dict[str, Any] | None:
+    """The JSON parameters `node_meta` stored, or None when absent or malformed."""
+    try:
+        values = json.loads(str(meta.get("params", "{}")))
+    except (ValueError, AttributeError):  # AttributeError: no metadata dict at all
+        return None
+    return values if isinstance(values, dict) else None
+
+
 def exact_params(meta: Any) -> tuple[str, dict[str, Any]] | None:
     """(IR type name, parameters) stored by `node_meta`, or None when absent or malformed."""
     if not isinstance(meta, dict) or "type" not in meta:
         return None
-    try:
-        values = json.loads(str(meta.get("params", "{}")))
-    except ValueError:
-        return None
-    if not isinstance(values, dict):
+    values = stored_params(meta)
+    if values is None:
         return None
     arrays = meta.get("arrays", {})
     if isinstance(arrays, dict):

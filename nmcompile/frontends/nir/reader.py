@@ -17,7 +17,6 @@ nmcompile -> NIR -> nmcompile gives an equal graph.
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from collections import defaultdict, deque
@@ -46,7 +45,7 @@ from ...ir import (
     SumPool2d,
 )
 from . import neurons
-from .meta import FORMAT_VERSION, KEY, exact_params, graph_info
+from .meta import KEY, exact_params, graph_info, stored_params
 
 DT_HINT = ("NIR graphs carry no time step: pass dt in seconds (--dt on the command line; "
            "snnTorch's exporter assumes 1e-4, Norse's examples 1e-3; Sinabs and Speck count "
@@ -184,9 +183,7 @@ def _ir_name(flat: str, taken: set[str]) -> str:
     name = re.sub(r"[^A-Za-z0-9_.\-]", "_", flat)[:120] or "node"
     if not re.match(r"[A-Za-z_]", name):
         name = f"n{name}"
-    base, k = name, 1
-    while name in taken:
-        name, k = f"{base}_{k}", k + 1
+    name = _unique(taken, name)
     taken.add(name)
     return name
 
@@ -251,7 +248,7 @@ class _Reader:
                                       _ints(node.stride, 2, "stride", flat),
                                       _ints(node.padding, 2, "padding", flat)))
         if kind == "Flatten":
-            if _stored(meta).get("implicit"):
+            if (stored_params(meta) or {}).get("implicit"):
                 return 0  # written by to_nir ahead of a Dense, which reads flattened anyway
             start, end = int(node.start_dim), int(node.end_dim)
             if height1:  # NIR dims of (C, N) -> IR dims of (C, 1, N)
@@ -296,7 +293,7 @@ class _Reader:
         if one_d:
             stride, padding, dilation = (1, *stride), (0, *padding), (1, *dilation)
         bias = None if node.bias is None else np.asarray(node.bias, dtype=np.float64)
-        stored = _stored(meta)
+        stored = stored_params(meta) or {}
         if self.exact and "bias" in stored and stored["bias"] is None and not np.any(bias):
             bias = None  # to_nir wrote zeros for an IR Conv2d without bias
         return Conv2d(weight, bias, stride, padding, dilation,
@@ -363,15 +360,6 @@ class _Reader:
 
 _NIR_FIELDS = ("tau", "r", "v_leak", "v_threshold", "tau_syn", "tau_mem", "w_in", "threshold",
                "scale")
-
-
-def _stored(meta: Any) -> dict[str, Any]:
-    """The JSON parameters nmcompile stored with a node ({} when there are none)."""
-    try:
-        values = json.loads(str(meta.get("params", "{}")))
-    except (ValueError, AttributeError):
-        return {}
-    return values if isinstance(values, dict) else {}
 
 
 def _fixer(height1: bool) -> Callable[[np.ndarray], np.ndarray]:
@@ -509,9 +497,10 @@ def _downstream_neurons(g: Graph, name: str) -> set[str]:
     return found
 
 
-def _unique(g: Graph, name: str) -> str:
+def _unique(taken: Graph | set[str], name: str) -> str:
+    """`name`, or `name_1`, `name_2`, ... : the first that is not in `taken`."""
     base, k = name, 1
-    while name in g:
+    while name in taken:
         name, k = f"{base}_{k}", k + 1
     return name
 
@@ -577,4 +566,4 @@ def from_nir(source: Any, dt: float | None = None, reset: str | None = None, *,
     return g
 
 
-__all__ = ["DT_HINT", "FORMAT_VERSION", "from_nir"]
+__all__ = ["DT_HINT", "from_nir"]

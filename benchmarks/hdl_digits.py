@@ -46,13 +46,14 @@ COUNTERS = ("spikes", "neuron_updates", "synaptic_events", "unsafe_updates")
 def digits_model(path: str | None):
     if path:
         return load(path)
-    d = demo.Demo(out_dir=Path(tempfile.mkdtemp(prefix="hdl-bench-")), log=lambda _: None)
-    for stage in (demo.stage_train, demo.stage_export, demo.stage_quantize):
-        stage(d)
+    with tempfile.TemporaryDirectory(prefix="hdl-bench-") as tmp:
+        d = demo.Demo(out_dir=Path(tmp), log=lambda _: None)
+        for stage in (demo.stage_train, demo.stage_export, demo.stage_quantize):
+            stage(d)
     return d.qgraph
 
 
-def timed_run(qgraph, x, simulator: str, ref) -> dict:
+def timed_run(qgraph, x, simulator: str, ref) -> tuple[dict, hdl.runner.HdlRun]:
     out = {}
     for label in ("cold_build", "cached_build"):
         start = time.perf_counter()
@@ -83,11 +84,17 @@ def main() -> None:
               "load_average_1min": {"start": round(os.getloadavg()[0], 2)},
               "samples": args.samples, "steps_per_sample": int(x.shape[0]),
               "synaptic_events": int(sum(ref.counters["synaptic_events"].values()))}
+    user_cache = os.environ.get("NMCOMPILE_CACHE")
     with tempfile.TemporaryDirectory() as cache:
         os.environ["NMCOMPILE_CACHE"] = cache  # cold builds, then cached ones
         sims = {}
         for simulator in ("icarus", "verilator"):
             sims[simulator], run = timed_run(qgraph, x, simulator, ref)
+    # back to the user's cache: the compile below must not recreate the deleted folder
+    if user_cache is None:
+        del os.environ["NMCOMPILE_CACHE"]
+    else:
+        os.environ["NMCOMPILE_CACHE"] = user_cache
     result["simulation"] = sims
     result["equal_to_emulator"] = True  # asserted above, every spike and counter
     result["cycles_per_step"] = {"mean": round(float(run.cycles.mean()), 1),

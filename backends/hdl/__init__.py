@@ -18,13 +18,14 @@ from nmcompile.ir.quantized import QALIF, QLI, QLIF, QConv2d, QDense, QSparse
 from .program import check_structure
 from .runner import run, run_hdl
 from .simulate import SIMULATORS
+from .synth import TARGETS
 
 capabilities = {
     "nodes": (Input, Output, QDense, QSparse, QConv2d, QLIF, QALIF, QLI),
     "edge_delays": True,
     "cycles": True,
     "simulators": SIMULATORS,
-    "synth": ("ice40", "xilinx"),
+    "synth": TARGETS,
 }
 
 

@@ -11,13 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .program import Program
-
-#: Table fields: file -> (width parameter expression, per layer or per projection).
-LAYER_FIELDS = ("kind", "sub", "n", "sbase", "pbase", "pern", "ring", "rbase", "rsize", "rend",
-                "np", "pfirst")
-PROJ_FIELDS = ("src", "delay", "off", "aoff", "aend", "an", "exp", "list", "rowbase",
-               "accbase", "count")
+from .program import KIND, Program
 
 
 def hex_lines(values: np.ndarray, width: int, depth: int) -> str:
@@ -57,8 +51,6 @@ def field_widths(p: dict[str, int]) -> dict[str, tuple[int, int]]:
 
 def tables(program: Program) -> dict[str, np.ndarray]:
     """The layer and projection tables as one array per field."""
-    from .program import KIND
-
     ls, ps = program.layers, program.projections
     layer = {
         "kind": [KIND[x.kind] for x in ls], "sub": [int(x.subtract) for x in ls],

@@ -49,7 +49,8 @@ class CoreLimits:
                 continue
             if sizes[name] > self.max_layer:
                 raise LimitError(f"layer {name!r} has {sizes[name]:,} neurons; the verilog core "
-                                 f"addresses at most {self.max_layer:,} per layer")
+                                 f"addresses at most {self.max_layer:,} per layer; split the "
+                                 f"layer")
             if node.kind != "neuron":
                 continue
             total += sizes[name]
@@ -62,7 +63,8 @@ class CoreLimits:
     def check_delay(self, name: str, delay: int) -> None:
         if delay > self.max_delay:
             raise LimitError(f"the edge into {name!r} has a total delay of {delay} steps; the "
-                             f"verilog core keeps at most {self.max_delay} steps of events")
+                             f"verilog core keeps at most {self.max_delay} steps of events; "
+                             f"shorten the delay")
 
     def check_synapses(self, counts: list[tuple[str, int]]) -> None:
         total = 0
@@ -108,7 +110,16 @@ class CoreLimits:
                              f"the core's {self.max_u_bits}; lower its weights or weight_exp")
 
 
-def synapse_count(node, in_shape: tuple[int, ...], n_src: int) -> int:
+def conv_output_hw(node: QConv2d, h: int, w: int) -> tuple[int, int]:
+    """A convolution's output height and width for an input of h x w."""
+    (kh, kw), (s0, s1) = node.weight.shape[2:], node.stride
+    (p0, p1), (d0, d1) = node.padding, node.dilation
+    return ((h + 2 * p0 - d0 * (kh - 1) - 1) // s0 + 1,
+            (w + 2 * p1 - d1 * (kw - 1) - 1) // s1 + 1)
+
+
+def synapse_count(node: QDense | QSparse | QConv2d | None, in_shape: tuple[int, ...],
+                  n_src: int) -> int:
     """Synapses a projection stores in the core, without building them."""
     if node is None:
         return n_src
@@ -120,8 +131,7 @@ def synapse_count(node, in_shape: tuple[int, ...], n_src: int) -> int:
     _, h, w = in_shape
     c_out, cg, kh, kw = node.weight.shape
     (s0, s1), (p0, p1), (d0, d1) = node.stride, node.padding, node.dilation
-    ho = (h + 2 * p0 - d0 * (kh - 1) - 1) // s0 + 1
-    wo = (w + 2 * p1 - d1 * (kw - 1) - 1) // s1 + 1
+    ho, wo = conv_output_hw(node, h, w)
 
     def valid(n_out: int, stride: int, pad: int, dil: int, k: int, size: int) -> int:
         pos = np.arange(n_out)[:, None] * stride - pad + np.arange(k)[None, :] * dil

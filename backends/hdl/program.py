@@ -32,7 +32,7 @@ from nmcompile.ir import Graph, Input, Output
 from nmcompile.ir.quantized import QALIF, QLI, QLIF, STATE_BITS, QConv2d, QDense, QSparse
 from nmcompile.quantize.profiles import Profile, get_profile
 
-from .limits import CoreLimits, synapse_count
+from .limits import CoreLimits, conv_output_hw, synapse_count
 
 PROJECTIONS = (QDense, QSparse, QConv2d)
 NEURONS = (QLIF, QALIF, QLI)
@@ -183,8 +183,7 @@ def _conv_synapses(node: QConv2d, in_shape: tuple[int, ...]) -> tuple[np.ndarray
     _, h, w = in_shape
     c_out, cg, kh, kw = node.weight.shape
     (s0, s1), (p0, p1), (d0, d1), groups = node.stride, node.padding, node.dilation, node.groups
-    ho = (h + 2 * p0 - d0 * (kh - 1) - 1) // s0 + 1
-    wo = (w + 2 * p1 - d1 * (kw - 1) - 1) // s1 + 1
+    ho, wo = conv_output_hw(node, h, w)
     co, ci, ky, kx, oy, ox = np.meshgrid(np.arange(c_out), np.arange(cg), np.arange(kh),
                                          np.arange(kw), np.arange(ho), np.arange(wo),
                                          indexing="ij")
@@ -274,32 +273,9 @@ def build_program(graph: Graph, *, input_max: int = 1, profile: str | Profile | 
     sizes = {name: int(np.prod(shape)) for name, shape in shapes.items()}
     limits.check_layers(graph, order, sizes)
 
-    # layers, in schedule order
-    layers: list[Layer] = []
-    for name in order:
-        node = graph[name]
-        if isinstance(node, Input):
-            layers.append(Layer(name, "input", sizes[name]))
-        elif isinstance(node, NEURONS):
-            kind = "alif" if isinstance(node, QALIF) else "li" if isinstance(node, QLI) else "lif"
-            layers.append(Layer(name, kind, sizes[name],
-                                subtract=getattr(node, "reset", "zero") == "subtract"))
+    layers = _layers(graph, order, sizes)
     index = {layer.name: i for i, layer in enumerate(layers)}
-
-    # projections, grouped by target layer (the core walks pfirst .. pfirst + nproj - 1)
-    specs = []  # (name, node, source, target, (d0, d1))
-    for layer in layers:
-        if layer.kind == "input":
-            continue
-        layer.pfirst = len(specs)
-        for src, d1 in graph.predecessors(layer.name):
-            if isinstance(graph[src], PROJECTIONS):
-                (source, d0), = graph.predecessors(src)
-                specs.append((src, graph[src], source, layer.name, (d0, d1)))
-            else:
-                specs.append((None, None, src, layer.name, (d1, 0)))
-            limits.check_delay(specs[-1][0] or layer.name, max(specs[-1][4]))
-        layer.nproj = len(specs) - layer.pfirst
+    specs = _projection_specs(graph, layers, limits)
     limits.check_synapses([(name or f"{src} -> {dst}",
                             synapse_count(node, shapes[src], sizes[src]))
                            for name, node, src, dst, _ in specs])
@@ -313,8 +289,59 @@ def build_program(graph: Graph, *, input_max: int = 1, profile: str | Profile | 
             limits.check_weights(name, np.concatenate([w for _, w in proj.fanout] or [[0]]))
         projections.append(proj)
 
-    # the op list: each projection at its node's place in the schedule (a direct edge just
-    # before its layer), each layer update at the layer's: the emulator's order
+    ops = _ops(order, layers, index, projections)
+    ring_words = _place_rings(layers, projections, limits)
+    s_words, params_rows = _place_state(graph, layers, shapes)
+    memories, n_list = _synapse_memories(projections)
+    acc_words = _place_accumulators(projections)
+    for key in ("du", "dv", "vth", "bias", "vstep", "da"):
+        memories[f"p_{key}"] = np.concatenate([row[key] for row in params_rows])
+
+    bounds = _bounds(projections, layers, input_max, limits)
+    params = _params(layers, projections, memories, bounds, input_max, n_list, acc_words,
+                     s_words, ring_words, len(ops))
+    outputs = {name: graph.predecessors(name) for name in graph.outputs}
+    return Program(layers, projections, ops, memories, params, outputs,
+                   {k: tuple(v) for k, v in shapes.items()}, bounds)
+
+
+def _layers(graph: Graph, order: list[str], sizes: dict[str, int]) -> list[Layer]:
+    """Every input and neuron node, in schedule order."""
+    layers: list[Layer] = []
+    for name in order:
+        node = graph[name]
+        if isinstance(node, Input):
+            layers.append(Layer(name, "input", sizes[name]))
+        elif isinstance(node, NEURONS):
+            kind = "alif" if isinstance(node, QALIF) else "li" if isinstance(node, QLI) else "lif"
+            layers.append(Layer(name, kind, sizes[name],
+                                subtract=getattr(node, "reset", "zero") == "subtract"))
+    return layers
+
+
+def _projection_specs(graph: Graph, layers: list[Layer], limits: CoreLimits) -> list[tuple]:
+    """(name, node, source, target, (d0, d1)) per projection, grouped by target layer (the
+    core walks pfirst .. pfirst + nproj - 1); sets each layer's pfirst and nproj."""
+    specs: list[tuple] = []
+    for layer in layers:
+        if layer.kind == "input":
+            continue
+        layer.pfirst = len(specs)
+        for src, d1 in graph.predecessors(layer.name):
+            if isinstance(graph[src], PROJECTIONS):
+                (source, d0), = graph.predecessors(src)
+                specs.append((src, graph[src], source, layer.name, (d0, d1)))
+            else:
+                specs.append((None, None, src, layer.name, (d1, 0)))
+            limits.check_delay(specs[-1][0] or layer.name, max(specs[-1][4]))
+        layer.nproj = len(specs) - layer.pfirst
+    return specs
+
+
+def _ops(order: list[str], layers: list[Layer], index: dict[str, int],
+         projections: list[Projection]) -> list[tuple[str, int]]:
+    """The op list: each projection at its node's place in the schedule (a direct edge just
+    before its layer), each layer update at the layer's: the emulator's order."""
     by_name = {p.name: k for k, p in enumerate(projections) if p.name is not None}
     ops: list[tuple[str, int]] = []
     for name in order:
@@ -325,8 +352,13 @@ def build_program(graph: Graph, *, input_max: int = 1, profile: str | Profile | 
             ops += [("proj", q) for q in range(layers[k].pfirst, layers[k].pfirst + layers[k].nproj)
                     if projections[q].name is None]
             ops.append(("layer", k))
+    return ops
 
-    # rings: D + 1 regions of n + 1 words (a count, then the events) per source layer
+
+def _place_rings(layers: list[Layer], projections: list[Projection],
+                 limits: CoreLimits) -> int:
+    """Event rings: D + 1 regions of n + 1 words (a count, then the events) per source layer
+    read by a projection (D: its longest event delay); returns the words used."""
     word = 0
     for i, layer in enumerate(layers):
         delays = [p.delay for p in projections if p.src == i]
@@ -338,8 +370,13 @@ def build_program(graph: Graph, *, input_max: int = 1, profile: str | Profile | 
         limits.check_ring(word, layer.name)
     for p in projections:
         p.off = p.delay * layers[p.src].rsize
+    return word
 
-    # neuron state and parameter sets
+
+def _place_state(graph: Graph, layers: list[Layer], shapes: dict[str, tuple[int, ...]]
+                 ) -> tuple[int, list[dict[str, np.ndarray]]]:
+    """Neuron state bases and parameter sets (one per layer unless its neurons differ);
+    returns the state words and the parameter rows, in layer order."""
     params_rows: list[dict[str, np.ndarray]] = []
     s_word = p_word = 0
     for layer in layers:
@@ -354,53 +391,50 @@ def build_program(graph: Graph, *, input_max: int = 1, profile: str | Profile | 
             values = {k: v[:1] for k, v in values.items()}
         params_rows.append(values)
         p_word += len(values["du"])
+    return s_word, params_rows
 
-    # synapse memory: list projections first (their targets fill the target memory)
-    weights, targets, row_start, row_len = [], [], [], []
-    address = 0
-    acc_word = 0
-    for want_list in (True, False):
-        for p in projections:
-            if p.is_list != want_list:
-                continue
-            for t, w in p.fanout:
-                if want_list:
-                    targets.append(t)
-                weights.append(w)
-    n_list = sum(len(t) for t in targets)
-    # rows in projection order (rowbase), addresses in list-then-dense order
+
+def _synapse_memories(projections: list[Projection]) -> tuple[dict[str, np.ndarray], int]:
+    """Weights, targets and the (start, length) rows; returns them and the list synapses.
+
+    Addresses go to list projections first, so that their targets fill the target memory
+    from 0 (dense rows need none); rows are in projection order (`rowbase`)."""
+    weights, targets = [], []
     starts: dict[int, list[int]] = {}
+    address = 0
     for want_list in (True, False):
         for k, p in enumerate(projections):
             if p.is_list != want_list:
                 continue
             starts[k] = []
-            for _, w in p.fanout:
+            for t, w in p.fanout:
+                if want_list:
+                    targets.append(t)
+                weights.append(w)
                 starts[k].append(address)
                 address += len(w)
+    n_list = sum(len(t) for t in targets)
+    row_start, row_len = [], []
     for k, p in enumerate(projections):
         p.rowbase = len(row_start)
         row_start.extend(starts[k])
         row_len.extend(len(w) for _, w in p.fanout)
-        p.accbase = acc_word
-        acc_word += p.n_dst * (p.dendritic + 1)
-
     memories = {
         "weights": np.concatenate(weights) if weights else np.zeros(1, np.int64),
         "targets": np.concatenate(targets) if n_list else np.zeros(1, np.int64),
         "row_start": np.asarray(row_start, np.int64),
         "row_len": np.asarray(row_len, np.int64),
     }
-    for key in ("du", "dv", "vth", "bias", "vstep", "da"):
-        memories[f"p_{key}"] = np.concatenate([row[key] for row in params_rows])
+    return memories, n_list
 
-    bounds = _bounds(projections, layers, input_max, limits)
-    params = _params(layers, projections, memories, bounds, input_max, n_list, acc_word,
-                     s_word, word)
-    outputs = {name: graph.predecessors(name) for name in graph.outputs}
-    params = derive({**params, "NO": max(1, len(ops))})
-    return Program(layers, projections, ops, memories, params, outputs,
-                   {k: tuple(v) for k, v in shapes.items()}, bounds)
+
+def _place_accumulators(projections: list[Projection]) -> int:
+    """Accumulator rings: d1 + 1 slots of n_dst words per projection; returns the words."""
+    acc_word = 0
+    for p in projections:
+        p.accbase = acc_word
+        acc_word += p.n_dst * (p.dendritic + 1)
+    return acc_word
 
 
 def u_bits(a: int) -> int:
@@ -425,7 +459,6 @@ def _bounds(projections: list[Projection], layers: list[Layer], input_max: int,
         acc_max = max(acc_max, int(total.max(initial=0)))
         shifted = total << p.exp if p.exp >= 0 else -((-total) >> -p.exp)
         per_layer[p.dst] = per_layer.get(p.dst, 0) + shifted
-        a_max = max(a_max, int(shifted.max(initial=0)))
         limits.check_bounds(layers[p.dst].name, signed_bits(acc_max), 0)
     for k, v in per_layer.items():
         a_max = max(a_max, int(np.max(v, initial=0)))
@@ -434,14 +467,15 @@ def _bounds(projections: list[Projection], layers: list[Layer], input_max: int,
 
 
 def _params(layers, projections, memories, bounds, input_max, n_list, acc_words, s_words,
-            ring_words) -> dict[str, int]:
+            ring_words, n_ops) -> dict[str, int]:
+    """The build's sizes and widths (the Verilog parameters of nm_params.vh)."""
     w = memories["weights"]
     exps = [abs(p.exp) for p in projections] or [0]
     a = bounds["a"]
     uw = u_bits(a)
     graded = int(input_max > 1)
     p = {
-        "NL": len(layers), "NP": max(1, len(projections)),
+        "NL": len(layers), "NP": max(1, len(projections)), "NO": max(1, n_ops),
         "IW": max(1, (max(layer.n for layer in layers) - 1).bit_length()),
         "VALW": signed_bits(input_max) if graded else 1, "GRADED": graded,
         "WW": signed_bits(int(np.abs(w).max(initial=1))),
@@ -464,7 +498,6 @@ def derive(p: dict[str, int]) -> dict[str, int]:
     p = dict(p)
     p["LW"] = max(1, (p["NL"] - 1).bit_length())
     p["PW"] = max(1, (p["NP"] - 1).bit_length())
-    p.setdefault("NO", 1)
     p["OW"] = max(1, (p["NO"] - 1).bit_length())
     for depth, width in (("W_DEPTH", "WAW"), ("T_DEPTH", "TAW"), ("ROW_DEPTH", "ROWAW"),
                          ("E_DEPTH", "EAW"), ("A_DEPTH", "AAW"), ("S_DEPTH", "SAW"),

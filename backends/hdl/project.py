@@ -54,10 +54,12 @@ VERILOG_KEYWORDS = frozenset(_KEYWORDS.split())  # Verilog-2005 reserved words
 EXAMPLE_SAMPLES = 4
 
 
-def identifiers(names: list[str], prefix: str) -> dict[str, str]:
-    """Graph names -> unique, legal Verilog identifiers (`prefix` + the name with every
-    character outside [A-Za-z0-9_] replaced by '_', numbered on a collision)."""
-    out: dict[str, str] = {}
+def identifiers(names: list[str], prefix: str) -> list[str]:
+    """One unique, legal Verilog identifier per name, in order (`prefix` + the name with every
+    character outside [A-Za-z0-9_] replaced by '_', numbered on a collision). A list, not a
+    dict: two equal names (a node called "a_to_b" and the direct edge a -> b) get two.
+    Collisions are checked ignoring case, so the names stay distinct for tools that fold it."""
+    out: list[str] = []
     taken: set[str] = set()
     for name in names:
         base = prefix + re.sub(r"[^A-Za-z0-9_]", "_", name)
@@ -66,7 +68,7 @@ def identifiers(names: list[str], prefix: str) -> dict[str, str]:
             k += 1
             ident = f"{base}_{k}"
         taken.add(ident.lower())
-        out[name] = ident
+        out.append(ident)
     return out
 
 
@@ -107,8 +109,8 @@ def _layers_header(program: Program) -> str:
                           f"{program.layers[p.dst].name}" for p in program.projections], "PROJ_")
     lines = ["// Layer and projection numbers of this program (out_layer, in_src, counters).",
              "// Names are the graph's, made legal Verilog identifiers."]
-    lines += [f"localparam {lnames[x.name]} = {k};" for k, x in enumerate(program.layers)]
-    lines += [f"localparam {ident} = {k};" for k, ident in enumerate(pnames.values())]
+    lines += [f"localparam {ident} = {k};" for k, ident in enumerate(lnames)]
+    lines += [f"localparam {ident} = {k};" for k, ident in enumerate(pnames)]
     return "\n".join(lines) + "\n"
 
 
@@ -228,7 +230,7 @@ Sizes: {", ".join(f"{k}={v}" for k, v in sorted(params.items()))}.
 def _program_json(program: Program, params: dict[str, int]) -> dict[str, Any]:
     return {
         "params": params,
-        "layers": [{k: v for k, v in vars(x).items()} for x in program.layers],
+        "layers": [vars(x) for x in program.layers],
         "projections": [{**{k: v for k, v in vars(p).items() if k != "fanout"},
                          "synapses": int(sum(len(w) for _, w in p.fanout))}
                         for p in program.projections],

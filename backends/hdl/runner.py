@@ -35,8 +35,8 @@ class HdlRun:
     program: Program
 
 
-def input_events(program: Program, inputs: dict[str, np.ndarray], T: int, B: int
-            ) -> list[np.ndarray]:
+def input_events(program: Program, inputs: dict[str, np.ndarray], T: int,
+                 B: int) -> list[np.ndarray]:
     """Per step (sample-major) the input events (source layer, neuron, value), non-zero only."""
     parts = []
     for layer in program.inputs:
@@ -99,12 +99,13 @@ def run_hdl(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray], *,
     exe = build(simulator, params)
     resp = simulate(exe, simulator, partial(write_memories, program, params), events, B, T,
                     trace=record, timeout_s=budget)
-    result = _result(graph, program, params, resp, inputs, shapes, T, B, record)
+    result = _result(program, params, resp, inputs, T, B, record)
     return HdlRun(result, resp.cycles.reshape(B, T).T.copy(), params, program)
 
 
-def _result(graph: Graph, program: Program, params: dict[str, int], resp: Response,
-            inputs: dict[str, np.ndarray], shapes, T: int, B: int, record: bool) -> RunResult:
+def _result(program: Program, params: dict[str, int], resp: Response,
+            inputs: dict[str, np.ndarray], T: int, B: int, record: bool) -> RunResult:
+    """The testbench's per-layer events, traces and counters as the emulator's RunResult."""
     layer_out: dict[str, np.ndarray] = {}
     for name, x in inputs.items():
         layer_out[name] = x.reshape(T, B, -1)

@@ -60,7 +60,8 @@ def _tool(name: str) -> str:
 
 @functools.cache
 def _version(simulator: str) -> str:
-    cmd = ["iverilog", "-V"] if simulator == "icarus" else ["verilator", "--version"]
+    cmd = [_tool("iverilog"), "-V"] if simulator == "icarus" else [_tool("verilator"),
+                                                                     "--version"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     return (out.stdout or out.stderr).splitlines()[0] if (out.stdout or out.stderr) else ""
 

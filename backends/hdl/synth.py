@@ -99,8 +99,8 @@ def _make(project: Path, targets: list[str], timeout_s: float) -> None:
         proc = subprocess.run([make, "-C", str(project), *targets], capture_output=True,
                               text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
-        raise NmcompileError(f"make {' '.join(targets)} did not finish in {timeout_s:g} "
-                             f"s") from None
+        raise NmcompileError(f"make {' '.join(targets)} did not finish in {timeout_s:g} s "
+                             f"(pass timeout_s= to allow more)") from None
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
         raise NmcompileError(f"make {' '.join(targets)} failed:\n{tail}")

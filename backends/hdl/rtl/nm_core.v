@@ -352,10 +352,9 @@ module nm_core #(
     wire                   b_acc = b_v && (L_np != 0);  // an accumulator word arrives
     wire signed [AW-1:0]   acc_ext = b_acc ? $signed(a_rdata[ACCW-1:0]) : ZERO_A;
     wire signed [AW-1:0]   b_shift = b_exp[EXPW-1] ? (acc_ext >>> b_nexp) : (acc_ext <<< b_exp);
-    wire signed [AW-1:0]   b_part = b_shift;
     reg signed [AW-1:0]    b_sum;                 // the projections summed so far
     reg                    b_reached;
-    wire signed [AW-1:0]   b_total = (b_first ? ZERO_A : b_sum) + b_part;
+    wire signed [AW-1:0]   b_total = (b_first ? ZERO_A : b_sum) + b_shift;
     wire                   b_hit = (!b_first && b_reached) || (b_acc && a_rdata[ACCW]);
     // the state and parameters read with the first accumulator, held for the others
     reg [UW-1:0]           h_u;

@@ -1,6 +1,6 @@
 // nm_tb: the testbench, clocked from outside (by nm_tb_icarus.v under Icarus, by tb_main.cpp
-// under the other simulator). It reads stim.txt, runs every sample of the batch one after the other (a new
-// sample starts with first = 1, which clears the neuron state), and writes resp.txt:
+// under Verilator). It reads stim.txt, runs every sample of the batch one after the other (a
+// new sample starts with first = 1, which clears the neuron state), and writes resp.txt:
 //   E layer neuron value         an output event (a spike: value 1; an LI layer: its v)
 //   U layer neuron u v           every neuron update, when the stimulus asks for a trace
 //   T sample step cycles         the step's end and its clock cycles (start to done)

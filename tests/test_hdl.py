@@ -273,7 +273,7 @@ def test_compiled_project_with_awkward_names_simulates_and_its_header_compiles(t
     for a, b in (("in.put-0", "module"), ("module", "wire"), ("wire", "wire.2"),
                  ("wire.2", "out-1"), ("out-1", "o")):
         g.add_edge(a, b)
-    out = nmcompile.compile(g, tmp_path / "proj", "verilog")
+    out = nmcompile.compile(g, tmp_path / "my proj", "verilog")  # a space in the path too
     assert sorted(p.name for p in out.iterdir()) == ["Makefile", "README.md", "mem",
                                                      "program.json", "rtl", "tb"]
     header = (out / "rtl" / "nm_layers.vh").read_text()

@@ -141,18 +141,18 @@ build/icarus/sim.vvp: $(RTL) $(TB) tb/nm_tb_icarus.v rtl/nm_params.vh
 
 sim-icarus: build/icarus/sim.vvp
 \trm -rf build/icarus/run && mkdir -p build/icarus/run
-\tcp tb/stim.txt build/icarus/run/ && ln -s $(CURDIR)/mem build/icarus/run/mem
+\tcp tb/stim.txt build/icarus/run/ && ln -s "$(CURDIR)/mem" build/icarus/run/mem
 \tcd build/icarus/run && vvp -n ../sim.vvp
 \t@$(call check,build/icarus/run/resp.txt,sim-icarus)
 
 build/verilator/Vnm_tb: $(RTL) $(TB) tb/tb_main.cpp rtl/nm_params.vh
 \tmkdir -p build/verilator
 \tverilator --cc --exe --build -O3 -Wno-fatal -Wno-WIDTH -Wno-UNUSED --top-module nm_tb \\
-\t  -Irtl -Mdir build/verilator $(RTL) $(TB) $(CURDIR)/tb/tb_main.cpp
+\t  -Irtl -Mdir build/verilator $(RTL) $(TB) "$(CURDIR)/tb/tb_main.cpp"
 
 sim-verilator: build/verilator/Vnm_tb
 \trm -rf build/verilator/run && mkdir -p build/verilator/run
-\tcp tb/stim.txt build/verilator/run/ && ln -s $(CURDIR)/mem build/verilator/run/mem
+\tcp tb/stim.txt build/verilator/run/ && ln -s "$(CURDIR)/mem" build/verilator/run/mem
 \tcd build/verilator/run && ../Vnm_tb
 \t@$(call check,build/verilator/run/resp.txt,sim-verilator)
 

@@ -206,7 +206,6 @@ def _python(code: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.skipif(sys.version_info < (3, 11), reason="the failure only exists on 3.11+")
 def test_lava_fails_to_import_without_the_shim_and_works_with_it():
     plain = _python("import lava.magma.compiler.var_model")
     assert plain.returncode != 0

@@ -18,6 +18,17 @@ from nmcompile.ir.quantized import QConv2d, QDense, QSparse
 from nmcompile.quantize.profiles import Profile
 
 
+def _first_over(counts: list[tuple[str, int]], limit: int) -> tuple[str, int] | None:
+    """The first (name, running total) at which the running total of `counts` exceeds
+    `limit`: what fills a core memory is named where it overflows."""
+    total = 0
+    for name, count in counts:
+        total += count
+        if total > limit:
+            return name, total
+    return None
+
+
 @dataclass(frozen=True)
 class CoreLimits:
     """Capacity of one core: neuron state words, stored synapses (a convolution counts every
@@ -42,7 +53,6 @@ class CoreLimits:
                    profile.weight_bits + 1)
 
     def check_layers(self, graph: Graph, order: list[str], sizes: dict[str, int]) -> None:
-        total = 0
         for name in order:
             node = graph[name]
             if node.kind != "neuron" and not isinstance(node, Input):
@@ -51,14 +61,13 @@ class CoreLimits:
                 raise LimitError(f"layer {name!r} has {sizes[name]:,} neurons; the verilog core "
                                  f"addresses at most {self.max_layer:,} per layer; split the "
                                  f"layer")
-            if node.kind != "neuron":
-                continue
-            total += sizes[name]
-            if total > self.neurons:
-                raise LimitError(
-                    f"layer {name!r} brings the core to {total:,} neurons, over the "
-                    f"{self.neurons:,} of profile {self.profile!r} (neurons_per_core); use a "
-                    f"smaller network or a larger core (run option core='fpga16')")
+        if over := _first_over([(n, sizes[n]) for n in order if graph[n].kind == "neuron"],
+                               self.neurons):
+            name, total = over
+            raise LimitError(
+                f"layer {name!r} brings the core to {total:,} neurons, over the "
+                f"{self.neurons:,} of profile {self.profile!r} (neurons_per_core); use a "
+                f"smaller network or a larger core (run option core='fpga16')")
 
     def check_delay(self, name: str, delay: int) -> None:
         if delay > self.max_delay:
@@ -67,25 +76,21 @@ class CoreLimits:
                              f"shorten the delay")
 
     def check_synapses(self, counts: list[tuple[str, int]]) -> None:
-        total = 0
-        for name, count in counts:
-            total += count
-            if total > self.synapses:
-                raise LimitError(
-                    f"projection {name!r} brings the core to {total:,} stored synapses, over "
-                    f"the {self.synapses:,} of profile {self.profile!r} (synapses_per_core; a "
-                    f"convolution is stored unrolled); use a smaller network or a larger "
-                    f"core (run option core='fpga16')")
+        if over := _first_over(counts, self.synapses):
+            name, total = over
+            raise LimitError(
+                f"projection {name!r} brings the core to {total:,} stored synapses, over "
+                f"the {self.synapses:,} of profile {self.profile!r} (synapses_per_core; a "
+                f"convolution is stored unrolled); use a smaller network or a larger "
+                f"core (run option core='fpga16')")
 
     def check_accumulators(self, words: list[tuple[str, int]]) -> None:
-        total = 0
-        for name, count in words:
-            total += count
-            if total > self.acc_words:
-                raise LimitError(
-                    f"projection {name!r} brings the core to {total:,} accumulator words (one "
-                    f"per target neuron and step of dendritic delay), over the core's "
-                    f"{self.acc_words:,}; shorten the delay after the projection")
+        if over := _first_over(words, self.acc_words):
+            name, total = over
+            raise LimitError(
+                f"projection {name!r} brings the core to {total:,} accumulator words (one "
+                f"per target neuron and step of dendritic delay), over the core's "
+                f"{self.acc_words:,}; shorten the delay after the projection")
 
     def check_weights(self, name: str, mantissas: np.ndarray) -> None:
         top = int(np.abs(mantissas).max(initial=0))

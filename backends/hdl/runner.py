@@ -11,7 +11,7 @@ import numpy as np
 
 from nmcompile.errors import LimitError
 from nmcompile.ir import Graph
-from nmcompile.ir.inputs import check_activity, normalize_inputs
+from nmcompile.ir.inputs import check_activity, delayed, normalize_inputs
 from nmcompile.quantize.profiles import Profile
 from nmcompile.result import RunResult
 
@@ -128,10 +128,7 @@ def _result(program: Program, params: dict[str, int], resp: Response,
     for name, preds in program.outputs.items():
         total = None
         for src, d in preds:
-            src_out = layer_out[src]
-            part = np.zeros(src_out.shape, np.int64)
-            if d < T:
-                part[d:] = src_out[:T - d]
+            part = delayed(layer_out[src].astype(np.int64), d)
             total = part if total is None else total + part
         dtype = np.uint8 if all(src in spiking for src, _ in preds) else np.int64
         outputs[name] = total.astype(dtype)

@@ -49,7 +49,7 @@ def cache_root() -> Path:
         return Path(tempfile.gettempdir()) / "nmcompile-hdl-cache"
 
 
-def _tool(name: str) -> str:
+def find_tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
         package = "iverilog" if name in ("iverilog", "vvp") else name
@@ -60,7 +60,7 @@ def _tool(name: str) -> str:
 
 @functools.cache
 def _version(simulator: str) -> str:
-    cmd = [_tool("iverilog"), "-V"] if simulator == "icarus" else [_tool("verilator"),
+    cmd = [find_tool("iverilog"), "-V"] if simulator == "icarus" else [find_tool("verilator"),
                                                                      "--version"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
     return (out.stdout or out.stderr).splitlines()[0] if (out.stdout or out.stderr) else ""
@@ -78,7 +78,7 @@ def build_key(simulator: str, params: dict[str, int]) -> str:
     return h.hexdigest()[:20]
 
 
-def _run(cmd: list[str], cwd: Path, timeout_s: float, what: str) -> subprocess.CompletedProcess:
+def run_tool(cmd: list[str], cwd: Path, timeout_s: float, what: str) -> subprocess.CompletedProcess:
     try:
         proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout_s)
     except subprocess.TimeoutExpired:
@@ -119,11 +119,11 @@ def build(simulator: str, params: dict[str, int], *, timeout_s: float = 600) -> 
             shutil.copy(src / name, inc / name)
         sources = [str(src / n) for n in (*RTL_SOURCES, *TB_SOURCES)]
         if simulator == "icarus":
-            _run([_tool("iverilog"), "-g2005", "-o", str(tmp / "sim.vvp"), f"-I{inc}",
+            run_tool([find_tool("iverilog"), "-g2005", "-o", str(tmp / "sim.vvp"), f"-I{inc}",
                   "-s", "nm_tb_icarus", *sources, str(src / "nm_tb_icarus.v")], tmp, timeout_s,
                  "iverilog")
         else:
-            _run([_tool("verilator"), "--cc", "--exe", "--build", "-O3", "-Wno-fatal",
+            run_tool([find_tool("verilator"), "--cc", "--exe", "--build", "-O3", "-Wno-fatal",
                   "-Wno-WIDTH", "-Wno-UNUSED", "--x-assign", "fast", "--top-module", "nm_tb",
                   f"-I{inc}", "-Mdir", str(tmp / "obj"), "-j", str(min(4, os.cpu_count() or 1)),
                   "-CFLAGS", "-O1", *sources, str(src / "tb_main.cpp")], tmp, timeout_s,
@@ -192,6 +192,6 @@ def simulate(exe: Path, simulator: str, write_memories, events_per_step: list[np
         work = Path(tmp)
         write_memories(work / "mem")
         write_stimulus(work / "stim.txt", events_per_step, samples, steps, trace)
-        cmd = [_tool("vvp"), "-n", str(exe)] if simulator == "icarus" else [str(exe)]
-        _run(cmd, work, timeout_s, simulator)
+        cmd = [find_tool("vvp"), "-n", str(exe)] if simulator == "icarus" else [str(exe)]
+        run_tool(cmd, work, timeout_s, simulator)
         return parse_response((work / "resp.txt").read_text(), samples * steps)

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 from nmcompile.errors import NmcompileError
+
+from .simulate import find_tool, run_tool
 
 #: The iCE40 part the Makefile places on: 7680 logic cells, 32 block RAMs of 4 kbit.
 ICE40 = {"device": "hx8k", "package": "ct256", "lcs": 7680, "brams": 32}
@@ -92,18 +93,8 @@ def parse_nextpnr(text: str) -> dict[str, Any]:
 
 
 def _make(project: Path, targets: list[str], timeout_s: float) -> None:
-    make = shutil.which("make")
-    if make is None:
-        raise NmcompileError("make is not installed; install it with `apt-get install make`")
-    try:
-        proc = subprocess.run([make, "-C", str(project), *targets], capture_output=True,
-                              text=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        raise NmcompileError(f"make {' '.join(targets)} did not finish in {timeout_s:g} s "
-                             f"(pass timeout_s= to allow more)") from None
-    if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-15:])
-        raise NmcompileError(f"make {' '.join(targets)} failed:\n{tail}")
+    run_tool([find_tool("make"), "-C", str(project), *targets], project, timeout_s,
+         f"make {' '.join(targets)}")
 
 
 def run_synth(project: Path, target: str, *, pnr: bool = True,

@@ -247,7 +247,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train on scikit-learn's digits and run every stage",
                        description="Train a LIF network on scikit-learn's bundled digits "
                        "(Poisson spikes, spike-count readout), export it to the IR and check "
-                       "the IR against PyTorch. Writes DIR/digits.nmc, DIR/summary.json and "
+                       "the IR against PyTorch, quantise it for Loihi 2, check that the "
+                       "emulator, Lava and the Verilog core (Icarus) agree spike for spike, "
+                       "and estimate synaptic ops and energy per device. Writes "
+                       "DIR/digits.nmc, DIR/digits_q.nmc, DIR/verilog/, DIR/summary.json and "
                        "DIR/digits.png.")
     p.add_argument("--out", default="nmcompile-demo", metavar="DIR",
                    help="output folder (default: ./nmcompile-demo)")

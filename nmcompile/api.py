@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .ir import Graph
+from .outputs import replace_folder
 from .registry import get_backend
 from .result import RunResult
 
@@ -44,30 +43,19 @@ def quantize(graph: Graph, profile: str = "loihi2", calibration: Any = None, **k
     return _quantize(graph, profile, calibration, **kwargs)
 
 
-def compile(graph: Graph, out_dir: str | Path, target: str, **options: Any) -> Path:
+def compile(graph: Graph, out_dir: str | Path, target: str, *, force: bool = False,
+            inputs: Sequence[str | Path] = (), **options: Any) -> Path:
     """Write `target`'s artefact for a quantised graph into `out_dir`, atomically.
 
     The backend writes into a fresh temporary folder beside `out_dir`; only when it succeeds
-    is that folder renamed into place (replacing an older one), so a failed compile leaves
-    nothing half-written.
+    is that folder renamed into place, so a failed compile leaves nothing half-written. An
+    existing `out_dir` is replaced only when it is empty or an earlier nmcompile artefact
+    (`force=True` replaces any folder); a symlink, a file, or a folder that is or holds one
+    of `inputs` (the files the graph was read from) is refused (`nmcompile.outputs`).
     """
     backend = get_backend(target)
-    out = Path(out_dir)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        backend.compile(graph, tmp, **options)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old)
-        else:
-            tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
+    return replace_folder(out_dir, lambda tmp: backend.compile(graph, tmp, **options),
+                          f"compile --target {target}", force=force, inputs=inputs)
 
 
 def estimate(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray] | None = None,

@@ -50,14 +50,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
         run_stdp_demo(args.out, neurons=args.neurons, seed=args.seed, samples=args.samples,
                       epochs=4 if args.epochs is None else args.epochs,
-                      frozen=not args.adaptive_thresholds, rule=args.rule)
+                      frozen=not args.adaptive_thresholds, rule=args.rule, force=args.force)
         print(f"next: nmcompile inspect {Path(args.out) / 'stdp_q.nmc'}")
         return 0
     from .demo import run_demo
 
-    run_demo(args.out, seed=args.seed, epochs=12 if args.epochs is None else args.epochs)
+    run_demo(args.out, seed=args.seed, epochs=12 if args.epochs is None else args.epochs,
+             force=args.force)
     print(f"next: nmcompile inspect {Path(args.out) / 'digits.nmc'}")
     return 0
+
+
+def _force_arg(p: argparse.ArgumentParser, rule: str) -> None:
+    p.add_argument("--force", action="store_true",
+                   help=f"write over an existing output that nmcompile did not write (without "
+                   f"it, {rule}; a symlink or the input itself is never replaced)")
 
 
 def _fmt_shape(shape: tuple[int, ...]) -> str:
@@ -121,7 +128,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
         calibration, _ = _samples(graph, args.calibrate)
     qgraph, report = quantize(graph, args.profile, calibration, report=True)
     print(report.table())
-    save(qgraph, args.output)
+    save(qgraph, args.output, force=args.force)
     print(f"wrote {args.output}")
     return 0
 
@@ -141,9 +148,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     for counter, per_node in result.counters.items():
         print(f"{counter}: " + ", ".join(f"{k}={v:,}" for k, v in per_node.items()))
     if args.output:
+        from .outputs import NPZ_MARKER, is_run_npz, replace_file
+
         arrays = {f"output/{k}": v for k, v in result.outputs.items()}
         arrays |= {f"spikes/{k}": v for k, v in result.spikes.items()}
-        np.savez_compressed(args.output, **arrays)
+        arrays[NPZ_MARKER] = np.array(f"nmcompile {__version__} run, backend {result.backend}")
+        replace_file(args.output, lambda f: np.savez_compressed(f, **arrays), is_run_npz,
+                     force=args.force)
         print(f"wrote {args.output} (backend {result.backend})")
     return 0
 
@@ -193,7 +204,8 @@ def cmd_compile(args: argparse.Namespace) -> int:
         graph, report = quantize(graph, args.profile, report=True)
         print(report.table())
     options = {"synth": args.synth.split(",")} if args.synth else {}
-    out = compile_graph(graph, args.output, args.target, **options)
+    out = compile_graph(graph, args.output, args.target, force=args.force,
+                        inputs=[args.model], **options)
     print(f"wrote {out}/ (see {out}/README.md)")
     if args.synth:
         print((out / "report.md").read_text())
@@ -227,7 +239,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
                    samples=args.samples, device_paths=args.devices_dir or (),
                    raster=bool(args.plot), model=Path(args.model).name)
     if args.plot:
-        est.plot(args.plot)
+        est.plot(args.plot, force=args.force)
     if args.json:
         print(json.dumps(est.to_json(), default=float))
     else:
@@ -254,6 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "DIR/digits.png.")
     p.add_argument("--out", default="nmcompile-demo", metavar="DIR",
                    help="output folder (default: ./nmcompile-demo)")
+    _force_arg(p, "an existing DIR is written into only when it is empty or an earlier demo's "
+               "folder")
     p.add_argument("--epochs", type=int, default=None,
                    help="training epochs (default: 12; with --stdp: 4)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
@@ -286,6 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "per-layer report and write the quantised model.")
     _model_arg(p, "a float .nmc file, or a .nir file with --dt")
     p.add_argument("-o", "--output", required=True, metavar="QMODEL.nmc")
+    _force_arg(p, "an existing QMODEL.nmc is replaced only when it is an .nmc file")
     p.add_argument("--profile", default="loihi2", help="loihi2 (default) or fpga16")
     p.add_argument("--calibrate", type=int, default=0, metavar="N",
                    help="pick scales from activity on N samples of the model's data set")
@@ -302,6 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --backend verilog: the Verilog simulator (default: icarus)")
     p.add_argument("--record", action="store_true", help="also save per-layer spikes")
     p.add_argument("-o", "--output", metavar="OUT.npz", help="save outputs (and spikes)")
+    _force_arg(p, "an existing OUT.npz is replaced only when nmcompile run wrote it")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("verify", help="check that backends agree spike for spike",
@@ -328,7 +344,10 @@ def build_parser() -> argparse.ArgumentParser:
                        "A float model is quantised first with --profile.")
     _model_arg(p)
     p.add_argument("--target", required=True, help="lava, verilog, ...")
-    p.add_argument("-o", "--output", required=True, metavar="OUT")
+    p.add_argument("-o", "--output", required=True, metavar="OUT",
+                   help="the artefact's folder, written atomically")
+    _force_arg(p, "an existing OUT is replaced only when it is empty or an earlier nmcompile "
+               "artefact")
     p.add_argument("--profile", default="loihi2")
     p.add_argument("--synth", metavar="ice40|xilinx", help="with --target verilog: also run "
                    "Yosys (ice40: and nextpnr-ice40 for the measured Fmax) and write "
@@ -366,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="OUT.png",
                    help="write per-layer synaptic ops and a spike raster of the first sample")
+    _force_arg(p, "an existing OUT.png is replaced only when nmcompile drew it")
     p.set_defaults(func=cmd_estimate)
     return parser
 

@@ -23,6 +23,7 @@ from . import nn as snn
 from .api import quantize, run
 from .frontends.pytorch import from_torch
 from .ir import Graph, save
+from .outputs import claim_folder, save_figure, write_text
 
 DATASET = {"name": "sklearn-digits", "split": "test", "test_size": 0.2, "seed": 0}
 ENCODING = {"name": "poisson", "num_steps": 25, "rate": 1.0, "seed": 1}
@@ -122,7 +123,7 @@ def stage_plot(d: Demo) -> None:
                xlim=(-0.5, spikes.shape[0] - 0.5), ylim=(-0.5, spikes.shape[1] - 0.5))
     fig.suptitle(f"digit {d.test_labels[0]}: IR float interpreter")
     fig.tight_layout()
-    fig.savefig(d.out_dir / "digits.png", dpi=100)
+    save_figure(fig, d.out_dir / "digits.png")
     plt.close(fig)
     d.log(f"wrote {d.out_dir / 'digits.png'}")
 
@@ -204,10 +205,18 @@ STAGES: list[tuple[str, Callable[[Demo], None]]] = [
 ]
 
 
-def run_stages(state: Any, stages: list[tuple[str, Callable[[Any], None]]]) -> None:
-    """Run each stage on `state` in order (creating `state.out_dir`) and record its wall
-    time in `state.summary["seconds"]`."""
-    state.out_dir.mkdir(parents=True, exist_ok=True)
+#: The files by which a demo folder written before the `.nmcompile-artefact` marker existed
+#: is recognised (the digits demo's, the STDP demo's).
+LEGACY_FILES = (("digits.nmc", "digits_q.nmc", "summary.json"),
+                ("stdp.nmc", "stdp_q.nmc", "stdp_summary.json"))
+
+
+def run_stages(state: Any, stages: list[tuple[str, Callable[[Any], None]]], *,
+               force: bool = False) -> None:
+    """Run each stage on `state` in order and record its wall time in
+    `state.summary["seconds"]`. `state.out_dir` is created, or must be empty or a demo's
+    folder (`force` writes into any folder; `nmcompile.outputs.claim_folder`)."""
+    claim_folder(state.out_dir, "demo", force=force, legacy=LEGACY_FILES)
     for name, stage in stages:
         start = time.perf_counter()
         stage(state)
@@ -215,13 +224,13 @@ def run_stages(state: Any, stages: list[tuple[str, Callable[[Any], None]]]) -> N
 
 
 def run_demo(out_dir: str | Path = "nmcompile-demo", *, seed: int = 0, epochs: int = 12,
-             log: Callable[[str], None] = print) -> dict[str, Any]:
+             force: bool = False, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every stage in order; write DIR/digits.nmc and DIR/summary.json; return the summary."""
     d = Demo(out_dir=Path(out_dir), seed=seed, epochs=epochs, log=log)
-    run_stages(d, STAGES)
+    run_stages(d, STAGES, force=force)
     acc = d.summary["test_accuracy"]
     log(f"test accuracy on {len(d.test_labels)} digits, same encoded spikes: "
         f"PyTorch {acc['pytorch']:.1%}, IR float interpreter {acc['ir_float']:.1%}, "
         f"quantised on the emulator {acc['emulator']:.1%}")
-    (d.out_dir / "summary.json").write_text(json.dumps(d.summary, indent=1))
+    write_text(d.out_dir / "summary.json", json.dumps(d.summary, indent=1))
     return d.summary

@@ -274,8 +274,9 @@ def test_compiled_project_with_awkward_names_simulates_and_its_header_compiles(t
                  ("wire.2", "out-1"), ("out-1", "o")):
         g.add_edge(a, b)
     out = nmcompile.compile(g, tmp_path / "my proj", "verilog")  # a space in the path too
-    assert sorted(p.name for p in out.iterdir()) == ["Makefile", "README.md", "mem",
-                                                     "program.json", "rtl", "tb"]
+    assert sorted(p.name for p in out.iterdir()) == [".nmcompile-artefact", "Makefile",
+                                                     "README.md", "mem", "program.json", "rtl",
+                                                     "tb"]
     header = (out / "rtl" / "nm_layers.vh").read_text()
     for ident in re.findall(r"localparam (\S+) =", header):
         assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", ident), ident

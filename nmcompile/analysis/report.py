@@ -138,10 +138,13 @@ class Estimate:
                      "source and every omission's reason: --json.")
         return "\n".join(lines)
 
-    def plot(self, path: str | Path) -> Path:
+    def plot(self, path: str | Path, force: bool = False) -> Path:
         """A PNG: synaptic ops per inference of each projection (stored and non-zero
-        synapses), and the spike raster of the first sample."""
+        synapses), and the spike raster of the first sample. An existing file at `path` is
+        replaced only when it is a figure nmcompile wrote, or with `force`."""
         import matplotlib
+
+        from ..outputs import save_figure
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
@@ -169,7 +172,7 @@ class Estimate:
         bx.set(title="spikes, first sample", xlabel="step", ylabel="neuron (layers stacked)",
                xlim=(-0.5, c.steps - 0.5))
         fig.tight_layout()
-        path = Path(path)
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        return path
+        try:
+            return save_figure(fig, path, force=force)
+        finally:
+            plt.close(fig)

@@ -11,7 +11,6 @@ import dataclasses
 import io
 import json
 import os
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -103,8 +102,13 @@ def from_dict(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Graph:
     return graph
 
 
-def save(graph: Graph, path: str | os.PathLike) -> Path:
-    """Write `graph` to a `.nmc` file atomically (a temporary file renamed into place)."""
+def save(graph: Graph, path: str | os.PathLike, *, force: bool = False) -> Path:
+    """Write `graph` to a `.nmc` file atomically (a temporary file renamed into place).
+
+    An existing `path` is replaced only when it is an `.nmc` file (nmcompile's format tag);
+    any other file needs `force=True` (`nmcompile.outputs`)."""
+    from ..outputs import is_nmc, replace_file
+
     graph.validate()
     doc, arrays = to_dict(graph)
     try:
@@ -113,18 +117,13 @@ def save(graph: Graph, path: str | os.PathLike) -> Path:
         raise FormatError(f"graph metadata is not JSON-serialisable: {exc}") from None
     buf = io.BytesIO()
     np.savez(buf, **arrays)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f, zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
+
+    def write(f) -> None:
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
             z.writestr("graph.json", text)
             z.writestr("arrays.npz", buf.getvalue())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+
+    return replace_file(path, write, is_nmc, force=force)
 
 
 def _check_sizes(infos: list[zipfile.ZipInfo], max_bytes: int, what: str) -> None:

@@ -24,6 +24,7 @@ from ..demo import run_stages
 from ..errors import LimitError, NmcompileError, UnsupportedError
 from ..frontends.stdp import from_stdp
 from ..ir import Graph, save
+from ..outputs import write_text
 from .inhibition import Inhibition
 from .layers import AdaptiveLIF
 from .network import STDPNetwork
@@ -220,17 +221,18 @@ STAGES: list[tuple[str, Callable[[StdpDemo], None]]] = [
 
 def run_stdp_demo(out_dir: str | Path = "nmcompile-demo", *, neurons: int = 200,
                   epochs: int = 4, samples: int = 32, seed: int = 0, frozen: bool = True,
-                  rule: str = "event", log: Callable[[str], None] = print) -> dict[str, Any]:
+                  rule: str = "event", force: bool = False,
+                  log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run every stage; write DIR/stdp.nmc, DIR/stdp_q.nmc, DIR/stdp_fields.png and
     DIR/stdp_summary.json; return the summary."""
     if neurons < 1 or epochs < 0 or samples < 1:
         raise NmcompileError("demo --stdp: need --neurons >= 1, --epochs >= 0, --samples >= 1")
     d = StdpDemo(out_dir=Path(out_dir), neurons=neurons, epochs=epochs, samples=samples,
                  seed=seed, frozen=frozen, rule=rule, log=log)
-    run_stages(d, STAGES)
+    run_stages(d, STAGES, force=force)
     acc = d.summary["test_accuracy"]
     log(f"test accuracy on {len(d.test_labels)} digits ({d.mode} thresholds): trained network "
         f"{acc['network']:.1%}, IR float interpreter {acc['ir_float']:.1%} (spike for spike "
         f"equal), quantised on the emulator {acc['emulator']:.1%}")
-    (d.out_dir / "stdp_summary.json").write_text(json.dumps(d.summary, indent=1))
+    write_text(d.out_dir / "stdp_summary.json", json.dumps(d.summary, indent=1))
     return d.summary

@@ -13,6 +13,18 @@ from .network import STDPNetwork
 __all__ = ["plot_fields", "plot_reconstructions"]
 
 
+def _save(fig, path: str | Path, dpi: int) -> Path:
+    """A marked PNG, atomically; an existing file only when nmcompile wrote it."""
+    import matplotlib.pyplot as plt
+
+    from ..outputs import save_figure
+
+    try:
+        return save_figure(fig, path, dpi=dpi)
+    finally:
+        plt.close(fig)
+
+
 def _pyplot():
     import matplotlib
 
@@ -56,10 +68,7 @@ def plot_fields(nets: Sequence[tuple[str, STDPNetwork]], path: str | Path, colum
                 ax.set_title("-" if label < 0 else str(label), fontsize=6, pad=1)
         top += r + 1
     fig.subplots_adjust(left=0.01, right=0.99, top=0.99, bottom=0.01, wspace=0.1, hspace=0.6)
-    out = Path(path)
-    fig.savefig(out, dpi=dpi)
-    plt.close(fig)
-    return out
+    return _save(fig, path, dpi)
 
 
 def plot_reconstructions(net: STDPNetwork, originals: np.ndarray, rebuilt: np.ndarray,
@@ -77,7 +86,4 @@ def plot_reconstructions(net: STDPNetwork, originals: np.ndarray, rebuilt: np.nd
     axes[0, 0].set_title("input", fontsize=7, loc="left")
     axes[1, 0].set_title("rebuilt", fontsize=7, loc="left")
     fig.subplots_adjust(left=0.01, right=0.99, top=0.88, bottom=0.01, wspace=0.1, hspace=0.3)
-    out = Path(path)
-    fig.savefig(out, dpi=dpi)
-    plt.close(fig)
-    return out
+    return _save(fig, path, dpi)

@@ -12,8 +12,6 @@ the node.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +77,8 @@ def _reset_mode(graph: Graph) -> str:
     return modes.pop() if len(modes) == 1 else ("mixed" if modes else "none")
 
 
-def to_nir(graph: Graph, path: str | Path | None = None, *, dt: float | None = None) -> Any:
+def to_nir(graph: Graph, path: str | Path | None = None, *, dt: float | None = None,
+           force: bool = False) -> Any:
     """The NIR graph of a float IR graph; written to `path` (a `.nir` HDF5 file, atomically)
     when given. `dt` defaults to the graph's own; one of them must be set."""
     import nir
@@ -120,20 +119,15 @@ def to_nir(graph: Graph, path: str | Path | None = None, *, dt: float | None = N
                        metadata=graph_meta(dt, _reset_mode(graph), graph.metadata),
                        type_check=False)
     if path is not None:
-        _write(out, Path(path))
+        _write(out, Path(path), force)
     return out
 
 
-def _write(nir_graph: Any, path: Path) -> None:
-    """Write atomically: a temporary file beside `path`, renamed into place."""
+def _write(nir_graph: Any, path: Path, force: bool = False) -> None:
+    """Write atomically (a temporary file beside `path`, renamed into place), replacing only
+    a NIR file that nmcompile wrote unless `force` (`nmcompile.outputs`)."""
     import nir
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        nir.write(tmp, nir_graph)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    from ...outputs import is_nir, replace_path
+
+    replace_path(path, lambda tmp: nir.write(tmp, nir_graph), is_nir, force=force)

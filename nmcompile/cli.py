@@ -67,6 +67,24 @@ def _force_arg(p: argparse.ArgumentParser, rule: str) -> None:
                    f"it, {rule}; a symlink or the input itself is never replaced)")
 
 
+def _positive(text: str) -> int:
+    """An integer >= 1, for counts of samples."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _printable(value: object) -> str:
+    """Text from a file, safe for a terminal: control characters (escape sequences, carriage
+    returns) are shown escaped, as repr shows them, instead of being sent to the terminal."""
+    text = str(value)
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def _fmt_shape(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape))
 
@@ -91,7 +109,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print(f"total: {sum(r['params'] for r in rows):,} parameters, "
           f"{sum(r['synapses'] for r in rows):,} synapses")
     for key, value in graph.metadata.items():
-        print(f"metadata {key}: {value}")
+        print(f"metadata {_printable(key)}: {_printable(value)}")
     return 0
 
 
@@ -106,16 +124,16 @@ def _samples(graph, n: int, seed: int = 0):
     return (spikes if len(spikes) > 1 else next(iter(spikes.values()))), None
 
 
-def _input_file(path: str):
-    import numpy as np
+#: Bytes of input spikes a --input file may hold (checked from its headers before reading).
+MAX_INPUT_BYTES = 4 << 30
 
-    try:
-        data = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise NmcompileError(f"cannot read spikes from {path}: {exc}") from None
-    if isinstance(data, np.lib.npyio.NpzFile):
-        return {k: data[k] for k in data.files}
-    return data
+
+def _input_file(path: str):
+    """A .npy array or an .npz of arrays by input name, read in bounded memory (no pickle;
+    headers checked before allocating; other byte orders converted)."""
+    from .ir import npy
+
+    return npy.load(path, MAX_INPUT_BYTES)
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
@@ -279,7 +297,7 @@ def build_parser() -> argparse.ArgumentParser:
     stdp.add_argument("--stdp", action="store_true", help="run the STDP pipeline")
     stdp.add_argument("--neurons", type=int, default=200,
                       help="excitatory neurons (default: 200)")
-    stdp.add_argument("--samples", type=int, default=32,
+    stdp.add_argument("--samples", type=_positive, default=32,
                       help="test digits compared spike for spike across backends (default: 32)")
     stdp.add_argument("--rule", choices=("event", "pair"), default="event",
                       help="event-based (default) or pair-based STDP")
@@ -302,7 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, metavar="QMODEL.nmc")
     _force_arg(p, "an existing QMODEL.nmc is replaced only when it is an .nmc file")
     p.add_argument("--profile", default="loihi2", help="loihi2 (default) or fpga16")
-    p.add_argument("--calibrate", type=int, default=0, metavar="N",
+    p.add_argument("--calibrate", type=_positive, default=0, metavar="N",
                    help="pick scales from activity on N samples of the model's data set")
     p.set_defaults(func=cmd_quantize)
 
@@ -328,7 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     _model_arg(p)
     p.add_argument("--backends", default="emulator", help="comma-separated, first is the "
                    "reference (default: emulator)")
-    p.add_argument("--samples", type=int, default=32, metavar="N",
+    p.add_argument("--samples", type=_positive, default=32, metavar="N",
                    help="N test samples of the model's data set, else N seeded random inputs")
     p.add_argument("--input", metavar="SPIKES.npy", help="use these spikes instead")
     p.add_argument("--profile", default="loihi2")
@@ -365,7 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "expected from firing rates.")
     _model_arg(p)
     p.add_argument("--input", metavar="SPIKES.npy", help="input spikes (T, batch, *shape)")
-    p.add_argument("--samples", type=int, default=32, metavar="N",
+    p.add_argument("--samples", type=_positive, default=32, metavar="N",
                    help="N test samples of the model's data set, else N seeded random inputs "
                    "(default 32); with --rates, the number of inferences")
     p.add_argument("--seed", type=int, default=0)

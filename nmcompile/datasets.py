@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .errors import NmcompileError
+from .errors import LimitError, NmcompileError
 from .nn import encode
 
 DATASETS = ("sklearn-digits",)
@@ -40,7 +40,7 @@ def digits(test_size: float = 0.2, seed: int = 0) -> tuple[np.ndarray, ...]:
 
 def load_split(spec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     """The (features, labels) of the split a `dataset` metadata entry names."""
-    name = spec.get("name")
+    name = spec.get("name") if isinstance(spec, dict) else spec
     if name != "sklearn-digits":
         raise NmcompileError(f"unknown data set {name!r} in the model's metadata; known: "
                              f"{', '.join(DATASETS)}")
@@ -48,19 +48,61 @@ def load_split(spec: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     return (x_te, y_te) if spec.get("split", "test") == "test" else (x_tr, y_tr)
 
 
-def encode_spikes(x: np.ndarray, spec: dict[str, Any]) -> np.ndarray:
-    """Encode features (n, *shape) in [0, 1] as spikes (T, n, *shape), uint8, per `spec`."""
-    if spec.get("name") != "poisson":
-        raise NmcompileError(f"unknown encoding {spec.get('name')!r} in the model's metadata; "
-                             f"known: poisson")
-    spikes = encode.poisson(torch.as_tensor(x), spec["num_steps"], rate=spec.get("rate", 1.0),
-                            seed=spec.get("seed", 0))
-    return spikes.numpy().astype(np.uint8)
+#: Spikes (steps x samples x features) that metadata-driven inputs may allocate: a model's
+#: metadata is data from a file, so its `num_steps` is bounded like any size in a file.
+MAX_SPIKES = 1 << 28
+
+
+def check_size(steps: int, n: int, shape: tuple[int, ...], what: str) -> None:
+    """Refuse (LimitError) inputs of more than MAX_SPIKES spikes, before allocating them."""
+    size = int(steps) * int(n)
+    for d in shape:
+        size *= int(d)
+    if size > MAX_SPIKES:
+        raise LimitError(f"{what}: {steps:,} steps x {n:,} samples x {shape} features is "
+                         f"{size:,} spikes, more than {MAX_SPIKES:,}; ask for fewer samples "
+                         f"(--samples) or steps")
+
+
+def _int_field(spec: dict[str, Any], key: str, default: int | None, low: int) -> int:
+    value = spec.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise NmcompileError(f"the model's metadata has encoding.{key} = {value!r}; it must be "
+                             f"an integer >= {low}")
+    return value
+
+
+def encode_spikes(x: np.ndarray, spec: dict[str, Any], n: int | None = None) -> np.ndarray:
+    """Encode features (N, *shape) in [0, 1] as spikes (T, n, *shape), uint8, per `spec`:
+    the first `n` samples (all by default), equal to the first n of all N encoded at once,
+    without encoding the others (the random stream is drawn one step at a time)."""
+    if not isinstance(spec, dict) or spec.get("name") != "poisson":
+        name = spec.get("name") if isinstance(spec, dict) else spec
+        raise NmcompileError(f"unknown encoding {name!r} in the model's metadata; known: "
+                             f"poisson")
+    steps = _int_field(spec, "num_steps", None, 1)
+    seed = _int_field(spec, "seed", 0, 0)
+    n = len(x) if n is None else min(int(n), len(x))
+    check_size(steps, n, x.shape[1:], "encoding.num_steps in the model's metadata")
+    features = torch.as_tensor(x)
+    rate = spec.get("rate", 1.0)
+    encode.poisson(features[:1], 1, rate=rate)  # the encoder's checks of x and rate, once
+    p = rate * features[:n]
+    g = torch.Generator().manual_seed(seed)
+    out = np.empty((steps, n, *x.shape[1:]), np.uint8)
+    per_draw = max(1, (1 << 20) // max(features.numel(), 1))
+    for t in range(0, steps, per_draw):  # whole steps of all N samples per draw: the same
+        k = min(per_draw, steps - t)     # random stream as `encode.poisson` of all at once
+        u = torch.rand((k, *features.shape), generator=g, dtype=features.dtype)
+        out[t:t + k] = (u[:, :n] < p).numpy()
+    return out
 
 
 def random_inputs(shapes: dict[str, tuple[int, ...]], n: int, num_steps: int = 25,
                   p: float = 0.2, seed: int = 0) -> dict[str, np.ndarray]:
     """Seeded Bernoulli spikes (T, n, *shape) for each input, for models that name no data."""
+    for name, shape in shapes.items():
+        check_size(num_steps, n, shape, f"random inputs for {name!r}")
     rng = np.random.default_rng(seed)
     return {name: (rng.random((num_steps, n, *shape)) < p).astype(np.uint8)
             for name, shape in shapes.items()}
@@ -72,5 +114,5 @@ def test_inputs(metadata: dict[str, Any], n: int | None = None) -> tuple[np.ndar
         raise NmcompileError("the model's metadata names no data set and encoding; pass inputs "
                              "explicitly")
     x, y = load_split(metadata["dataset"])
-    spikes = encode_spikes(x, metadata["encoding"])  # encode all, so a prefix is stable
-    return (spikes, y) if n is None else (spikes[:, :n], y[:n])
+    spikes = encode_spikes(x, metadata["encoding"], n)
+    return spikes, (y if n is None else y[:n])

@@ -63,8 +63,9 @@ def test_run_py_reproduces_nmcompile_run(tmp_path: Path) -> None:
     assert emulator.spikes["h-2"].sum() > 0 and emulator.spikes["c.1"].sum() > 0
 
     names = sorted(p.name for p in out.iterdir())
-    assert names == [".nmcompile-artefact", "README.md", "input.npy", "lava_compat.py", "lowering.json", "network.py",
-                     "nmc_models.py", "output.npz", "params.npz", "run.py"]
+    assert names == [".nmcompile-artefact", "README.md", "input.npy", "lava_compat.py",
+                     "lowering.json", "network.py", "nmc_models.py", "output.npz", "params.npz",
+                     "run.py"]
     report = json.loads((out / "lowering.json").read_text())
     kinds = {row["process"]: (row["kind"], row["deployable"]) for row in report["processes"]}
     assert kinds["conv-1"] == ("Conv", True) and kinds["h-2"] == ("FixedNeuron", False)

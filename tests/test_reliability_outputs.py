@@ -22,7 +22,7 @@ import nmcompile
 from nmcompile.cli import main
 from nmcompile.demo import run_stages
 from nmcompile.ir import Graph, Input, Output
-from nmcompile.ir.quantized import QDense, QLIF
+from nmcompile.ir.quantized import QLIF, QDense
 from nmcompile.outputs import MARKER, OutputError
 from nmcompile.registry import register_backend
 

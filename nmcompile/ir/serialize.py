@@ -17,13 +17,15 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FormatError
+from ..errors import FormatError, LimitError
+from . import npy
 from .graph import Graph
 from .node import NODE_TYPES
 
 FORMAT = "nmcompile-graph"
 VERSION = 1
 MAX_BYTES = 4 << 30  # uncompressed size a .nmc may declare before load refuses it
+MAX_JSON = 64 << 20  # graph.json holds structure only; the arrays are in arrays.npz
 
 
 def _encode(value: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
@@ -97,8 +99,10 @@ def from_dict(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Graph:
             graph.add_node(name, cls(**params))
         for edge in doc["edges"]:
             graph.add_edge(edge["src"], edge["dst"], edge["delay"])
-    except (KeyError, TypeError) as exc:
-        raise FormatError(f"graph.json is malformed: {exc!r}") from None
+    except (KeyError, TypeError, AttributeError, ValueError, OverflowError,
+            RecursionError) as exc:  # a value of the wrong type somewhere in the document
+        raise FormatError(f"graph.json is malformed: {type(exc).__name__}: "
+                          f"{str(exc)[:200]}") from None
     return graph
 
 
@@ -126,35 +130,35 @@ def save(graph: Graph, path: str | os.PathLike, *, force: bool = False) -> Path:
     return replace_file(path, write, is_nmc, force=force)
 
 
-def _check_sizes(infos: list[zipfile.ZipInfo], max_bytes: int, what: str) -> None:
-    total = sum(i.file_size for i in infos)
-    if total > max_bytes:
-        raise FormatError(f"{what} declares {total} bytes uncompressed, more than the limit of "
-                          f"{max_bytes}; pass a larger max_bytes to load it if you trust it")
-
-
 def load(path: str | os.PathLike, max_bytes: int = MAX_BYTES) -> Graph:
-    """Read a `.nmc` file. No code runs; sizes are checked before decompressing."""
+    """Read a `.nmc` file. No code runs; every size is checked before it is allocated and
+    members are read in bounded chunks (`nmcompile.ir.npy`), so a file cannot make `load`
+    allocate more than `max_bytes` for its arrays, whatever its headers say."""
     path = Path(path)
+    budget = npy.Budget(max_bytes, str(path))
     try:
         with zipfile.ZipFile(path) as z:
             names = set(z.namelist())
             if not {"graph.json", "arrays.npz"} <= names:
                 raise FormatError(f"{path}: not an .nmc file (needs graph.json and arrays.npz)")
-            _check_sizes(z.infolist(), max_bytes, str(path))
-            doc = json.loads(z.read("graph.json"))
-            npz = z.read("arrays.npz")
+            npy.check_members(z, budget, str(path))
+            if z.getinfo("graph.json").file_size > MAX_JSON:
+                raise LimitError(f"{path}: graph.json declares "
+                                 f"{z.getinfo('graph.json').file_size:,} bytes, more than "
+                                 f"{MAX_JSON:,}; this is not a graph nmcompile wrote")
+            doc = json.loads(npy.read_member(z, "graph.json", str(path)))
+            with npy.spool_member(z, "arrays.npz", str(path)) as spool, \
+                    zipfile.ZipFile(spool) as inner:
+                arrays = dict(npy.read_npz(inner, budget, f"{path}:arrays.npz"))
     except FileNotFoundError:
         raise FormatError(f"{path}: no such file") from None
-    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except IsADirectoryError:
+        raise FormatError(f"{path}: is a folder, not an .nmc file") from None
+    except RecursionError:
+        raise FormatError(f"{path}: graph.json is nested too deeply") from None
+    except (zipfile.BadZipFile, json.JSONDecodeError, UnicodeDecodeError, OSError,
+            EOFError, ValueError) as exc:
         raise FormatError(f"{path}: not a valid .nmc file ({exc})") from None
-    try:
-        with zipfile.ZipFile(io.BytesIO(npz)) as inner:
-            _check_sizes(inner.infolist(), max_bytes, f"{path}:arrays.npz")
-        with np.load(io.BytesIO(npz), allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise FormatError(f"{path}: arrays.npz is not readable ({exc})") from None
     graph = from_dict(doc, arrays)
     graph.validate()
     return graph

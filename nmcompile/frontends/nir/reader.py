@@ -63,19 +63,59 @@ class _Mapped:
 MAX_BYTES = 4 << 30  # data a NIR file may hold before from_nir refuses to read it
 
 
+#: A dataset may declare at most this many times the bytes it stores (deflate's limit is
+#: about 1032:1), except small ones: a larger claim is filled by HDF5's fill value from
+#: nothing, which only a hostile file does.
+MAX_RATIO = 1100
+_SMALL = 1 << 16
+
+
 def _stored_bytes(path: Path) -> int:
-    """What reading every dataset of an HDF5 file would allocate (read from its headers)."""
+    """What reading every dataset of an HDF5 file would allocate, from its headers alone.
+
+    Refuses (FormatError) what would make the reader touch anything but this file's own
+    bytes (external links, external raw storage, virtual datasets) and datasets that declare
+    far more than they store, naming the dataset."""
     import h5py
 
     total = 0
+    seen: set[tuple[int, int]] = set()
 
-    def visit(_name: str, obj: Any) -> None:
+    def refuse(where: str, why: str) -> FormatError:
+        return FormatError(f"{path}: {where} {why}; nmcompile reads only data stored in the "
+                           f"file itself")
+
+    def walk(group: Any, prefix: str) -> None:
         nonlocal total
-        if isinstance(obj, h5py.Dataset):
-            total += int(obj.size) * max(int(obj.dtype.itemsize), 1)
+        for name in group:
+            where = f"{prefix}/{name}"
+            link = group.get(name, getlink=True)
+            if isinstance(link, h5py.ExternalLink):
+                raise refuse(where, f"is an external link to {link.filename}")
+            if isinstance(link, h5py.SoftLink):
+                raise refuse(where, "is a soft link")
+            obj = group[name]
+            key = (obj.id.fileno, h5py.h5o.get_info(obj.id).addr)
+            if key in seen:  # a second hard link to an object already counted
+                continue
+            seen.add(key)
+            if isinstance(obj, h5py.Group):
+                walk(obj, where)
+            elif isinstance(obj, h5py.Dataset):
+                if obj.is_virtual:
+                    raise refuse(where, "is a virtual dataset")
+                if obj.external:
+                    raise refuse(where, f"keeps its data in external storage "
+                                        f"({obj.external[0][0]})")
+                declared = int(obj.size) * max(int(obj.dtype.itemsize), 1)
+                stored = int(obj.id.get_storage_size())
+                if declared > _SMALL and declared > MAX_RATIO * max(stored, 1):
+                    raise FormatError(f"{path}: dataset {where} declares {declared:,} bytes "
+                                      f"but stores {stored:,}: the file is corrupt or hostile")
+                total += declared
 
     with h5py.File(path, "r") as f:
-        f.visititems(visit)
+        walk(f, "")
     return total
 
 
@@ -89,6 +129,8 @@ def _open(source: Any, max_bytes: int) -> tuple[Any, str | None]:
         raise FormatError(f"no NIR file at {path}")
     try:
         size = _stored_bytes(path)
+    except FormatError:
+        raise
     except Exception as exc:  # h5py raises OSError and others on a file that is not HDF5
         raise FormatError(f"cannot read {path} as NIR (HDF5): {type(exc).__name__}: {exc}"
                           ) from None
@@ -100,7 +142,36 @@ def _open(source: Any, max_bytes: int) -> tuple[Any, str | None]:
         # checks every shape itself after import.
         return nir.read(path, type_check=False), path.name
     except Exception as exc:  # h5py and nir raise many types; all mean "not a NIR file"
-        raise FormatError(f"cannot read {path} as NIR: {type(exc).__name__}: {exc}") from None
+        detail = str(exc) or _unknown_types(path) or "malformed"
+        raise FormatError(f"cannot read {path} as NIR: {type(exc).__name__}: {detail}"
+                          ) from None
+
+
+def _unknown_types(path: Path) -> str:
+    """The node types in a NIR file that the installed `nir` does not know (`nir.read` fails
+    on them with an empty AssertionError)."""
+    import h5py
+    import nir
+
+    def subclasses(cls: type) -> set[type]:
+        return {cls} | {s for c in cls.__subclasses__() for s in subclasses(c)}
+
+    known = {c.__name__ for c in subclasses(nir.NIRNode)}
+    found: list[str] = []
+
+    def visit(name: str, obj: Any) -> None:
+        if isinstance(obj, h5py.Dataset) and name.rsplit("/", 1)[-1] == "type" and obj.shape == ():
+            value = obj[()]
+            value = value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
+            if value not in known:
+                found.append(f"{name.rsplit('/', 1)[0]} has unknown type {value[:64]!r}")
+
+    try:
+        with h5py.File(path, "r") as f:
+            f.visititems(visit)
+    except Exception:  # the file was already unreadable; keep the first error's text
+        return ""
+    return "; ".join(found[:5])
 
 
 def _ints(value: Any, n: int, field: str, name: str) -> tuple[int, ...]:

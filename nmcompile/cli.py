@@ -177,10 +177,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fraction(text: str) -> float:
+    """A number in [0, 1], for verify's fidelity bounds (0.02 is 2 points, not 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{value:g} is not a fraction in [0, 1] (0.02 is 2%)")
+    return value
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
+    """Exit status from `verify.EXIT_CODES`: 0 verified, 2 usage, 3-5 the failed checks."""
     import json
 
-    from .verify import verify
+    from .api import is_quantized
+    from .verify import usage_problem, verify
 
     graph = _load(args)
     labels = None
@@ -189,18 +202,38 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         spikes, labels = _samples(graph, args.samples, args.seed)
     backends = [b for b in args.backends.split(",") if b]
+    problem = usage_problem(is_quantized(graph), backends, labels is not None,
+                            args.min_agreement, args.max_accuracy_drop)
+    if problem:
+        print(f"nmcompile verify: error: {problem}", file=sys.stderr)
+        return 2
     verilog = {"simulator": args.simulator} if args.simulator else {}
     report = verify(graph, spikes, backends, profile=args.profile, labels=labels,
-                    backend_options={"verilog": verilog})
+                    backend_options={"verilog": verilog}, allow_unsafe=args.allow_unsafe,
+                    min_agreement=args.min_agreement, max_accuracy_drop=args.max_accuracy_drop)
     if args.json:
         print(json.dumps(report.to_json(), default=float))
-        return 0 if report.equal else 1
-    print(f"{'backend':<12} {'spikes':>10}  agrees with {report.reference}")
+    else:
+        _print_verify(report)
+    return report.exit_code
+
+
+def _print_verify(report) -> None:
+    """The verify table (spikes, agreement, unsafe updates per backend), then the verdict."""
+    print(f"{'backend':<12} {'spikes':>10} {'unsafe':>12}  agrees with {report.reference}")
     bad = {m.backend for m in report.mismatches}
     for name, info in report.backends.items():
         verdict = "reference" if name == report.reference else (
             "NO" if name in bad else "yes, every spike")
-        print(f"{name:<12} {info['spikes']:>10,}  {verdict}")
+        counts = report.unsafe_updates.get(name)
+        unsafe = "not counted" if counts is None else f"{sum(counts.values()):,}"
+        print(f"{name:<12} {info['spikes']:>10,} {unsafe:>12}  {verdict}")
+    for name, counts in report.unsafe_updates.items():
+        for layer, n in counts.items():
+            if n:
+                print(f"unsafe updates ({name}): layer {layer!r}: {n:,}")
+    for name in report.not_counting():
+        print(f"unsafe updates ({name}): not counted by this backend")
     for m in report.mismatches:
         print(f"mismatch: {m}")
     if report.float_agreement is not None:
@@ -208,8 +241,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
               f"bins equal")
     for k, v in report.accuracy.items():
         print(f"accuracy ({k}): {v:.2%}")
-    print("all backends agree" if report.equal else "backends DISAGREE")
-    return 0 if report.equal else 1
+    if report.exit_code == 0:
+        print("verified: all backends agree" + ("" if report.safe else
+                                                 " (unsafe updates allowed by --allow-unsafe)"))
+        return
+    print("spikes equal across backends" if report.equal else "backends DISAGREE")
+    for code, reason in sorted(report.reasons):
+        print(f"NOT verified (exit {code}): {reason}")
 
 
 def cmd_compile(args: argparse.Namespace) -> int:
@@ -338,14 +376,31 @@ def build_parser() -> argparse.ArgumentParser:
     _force_arg(p, "an existing OUT.npz is replaced only when nmcompile run wrote it")
     p.set_defaults(func=cmd_run)
 
+    from .verify import EXIT_CODES
+
     p = sub.add_parser("verify", help="check that backends agree spike for spike",
                        description="Run the same input through each backend and compare "
-                       "output and per-layer spikes exactly; exit 0 only if all agree. A float "
-                       "model is quantised first (--profile) and float-vs-quantised agreement "
-                       "and, when the model names its data set, accuracies are reported.")
+                       "output and per-layer spikes exactly, and count the updates that left "
+                       "the fixed-point safe range (emulator and verilog count them, lava does "
+                       "not): equal spikes outside it prove nothing. A float model is quantised "
+                       "first (--profile) and float-vs-quantised agreement and, when the model "
+                       "names its data set, accuracies are reported.",
+                       epilog="exit status:\n" + "\n".join(f"  {c}  {m}"
+                                                          for c, m in EXIT_CODES.items())
+                       + "\nWhen several of 3-5 apply, the lowest is returned and every reason "
+                       "printed;\nthe same with --json (its 'verdict' lists the reasons).",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     _model_arg(p)
     p.add_argument("--backends", default="emulator", help="comma-separated, first is the "
-                   "reference (default: emulator)")
+                   "reference (default: emulator, enough for a float model, compared with its "
+                   "quantised form; a quantised model needs two, e.g. emulator,lava)")
+    p.add_argument("--allow-unsafe", action="store_true", help="pass even when a backend "
+                   "counted unsafe updates (u wrapped or v saturated); they are still reported")
+    p.add_argument("--min-agreement", type=_fraction, metavar="FRACTION", help="float model: "
+                   "fail (exit 5) when fewer output (step, neuron) bins than this are equal")
+    p.add_argument("--max-accuracy-drop", type=_fraction, metavar="FRACTION", help="float "
+                   "model with a data set: fail (exit 5) when quantised accuracy is lower than "
+                   "float by more than this fraction (0.02: 2 points)")
     p.add_argument("--samples", type=_positive, default=32, metavar="N",
                    help="N test samples of the model's data set, else N seeded random inputs")
     p.add_argument("--input", metavar="SPIKES.npy", help="use these spikes instead")
@@ -414,8 +469,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from .procs import Terminated, signals_raise
+
     try:
-        return args.func(args)
+        # SIGTERM/SIGHUP raise Terminated (a KeyboardInterrupt), so the clean-up that runs
+        # for ^C (scratch folders, Lava workers, simulators, temporary outputs) runs for them.
+        with signals_raise():
+            return args.func(args)
+    except Terminated as exc:
+        print(f"nmcompile: {exc}", file=sys.stderr)
+        return 128 + exc.signum
     except KeyboardInterrupt:
         print("nmcompile: interrupted", file=sys.stderr)
         return 130

@@ -276,3 +276,19 @@ def test_an_unknown_nir_node_type_is_named(tmp_path) -> None:
         f["node/nodes/h/type"] = np.bytes_("Teleporter")
     with pytest.raises(FormatError, match="Teleporter"):
         nmcompile.from_nir(path, dt=1e-3)
+
+
+def test_cut_off_headers_and_text_shapes_are_named_errors(good, tmp_path, capsys) -> None:
+    """Found by fuzzing: a .npy header cut off mid-dict (numpy's tokenizer raised a bare
+    TokenError) and a NIR Input shape stored as text (a bare ValueError from int())."""
+    cut = b"\x93NUMPY\x01\x00\x30\x00{'descr':'<i8','fortran_order':False,'shape':(-1,)}\n"
+    (tmp_path / "cut.npy").write_bytes(cut)
+    assert main(["run", str(good), "--input", str(tmp_path / "cut.npy")]) != 0
+    assert "not a valid .npy array" in capsys.readouterr().err
+    path = tmp_path / "net.nir"
+    nmcompile.to_nir(_graph(), path)
+    with h5py.File(path, "a") as f:
+        del f["node/nodes/x/shape"]
+        f["node/nodes/x/shape"] = np.bytes_("four")
+    with pytest.raises(FormatError, match="NIR Input node 'x' has shape"):
+        nmcompile.from_nir(path, dt=1e-3)

@@ -19,8 +19,8 @@ from numba import njit, prange
 from numpy.lib.stride_tricks import sliding_window_view
 
 from nmcompile.analysis.fanout import conv_fanout
-from nmcompile.errors import NmcompileError
-from nmcompile.ir.quantized import QConv2d, QDense, QSparse
+from nmcompile.errors import LimitError, NmcompileError
+from nmcompile.ir.quantized import ACT_SHIFT, QConv2d, QDense, QSparse
 
 Op = Callable[[np.ndarray], np.ndarray]
 Count = Callable[[np.ndarray], tuple[int, int, np.ndarray]]
@@ -128,6 +128,47 @@ def _conv(weight: np.ndarray, node: QConv2d, in_shape: tuple[int, ...]) -> Op:
         return out.reshape(m, -1)
 
     return apply
+
+
+#: Exactness bounds of the emulator's integer arithmetic: a projection's sum before its
+#: shift must stay exact in float64 (the BLAS and convolution routes), a neuron's
+#: `dec(u) + (a << 6) + bias` in int64. Beyond them results would wrap without a trace.
+EXACT_SUM = 2**53
+EXACT_STATE = 2**62
+
+
+def _row_sum(node) -> int:
+    """Largest sum of |weight mantissas| into one output, as a Python int."""
+    if isinstance(node, QDense):
+        return int(np.abs(node.weight).sum(axis=1).max(initial=0))
+    if isinstance(node, QSparse):
+        per_row = np.zeros(node.shape[0], np.int64)
+        np.add.at(per_row, node.rows, np.abs(node.values))
+        return int(per_row.max(initial=0))
+    if isinstance(node, QConv2d):
+        return int(np.abs(node.weight).sum(axis=(1, 2, 3)).max(initial=0))
+    raise NmcompileError(f"the emulator has no projection {type(node).__name__}")
+
+
+def projection_bound(name: str, node, max_in: int) -> int:
+    """A bound on |output| of a projection whose inputs satisfy |x| <= max_in, in Python
+    ints; a `LimitError` naming the projection when the emulator could not sum it exactly."""
+    total = _row_sum(node) * max(int(max_in), 1)
+    if total >= EXACT_SUM:
+        raise LimitError(f"projection {name!r}: its sums can reach {total:,} (weights times "
+                         f"inputs up to {max_in:,}), beyond the 2^53 the emulator computes "
+                         f"exactly; use smaller weights or graded input values")
+    return total << node.weight_exp if node.weight_exp > 0 else total
+
+
+def check_neuron_input(name: str, bounds: list[int]) -> None:
+    """Refuse a neuron layer whose summed input `a << 6` could leave int64: the wrap and
+    clip the emulator counts as unsafe must be computed on exact values."""
+    total = sum(bounds) << ACT_SHIFT
+    if total >= EXACT_STATE:
+        raise LimitError(f"neuron layer {name!r}: its synaptic input (<< 6) can reach "
+                         f"{total:,}, beyond the 2^62 the emulator's 64-bit state arithmetic "
+                         f"holds exactly; lower the weight exponents or the input values")
 
 
 def projection(node, in_shape: tuple[int, ...], max_in: int) -> tuple[Op, Count]:

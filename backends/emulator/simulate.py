@@ -27,7 +27,7 @@ from nmcompile.ir.quantized import QDense
 from nmcompile.result import RunResult
 
 from .neuron import NeuronLayer
-from .projections import projection
+from .projections import check_neuron_input, projection, projection_bound
 
 MAX_BYTES = 8 << 30
 
@@ -63,7 +63,7 @@ def simulate(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,
     out: dict[str, np.ndarray] = {}  # node -> its outputs (T, B, n)
     for name, arr in inputs.items():
         out[name] = arr.reshape(T, B, -1)
-        if arr.dtype.kind == "f" or arr.dtype.itemsize > 8:
+        if arr.dtype.kind == "f" or arr.dtype == np.uint64:  # int64 arithmetic throughout
             out[name] = out[name].astype(np.int64)
 
     preds = {name: graph.predecessors(name) for name in order}
@@ -78,11 +78,13 @@ def simulate(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,
             bound[name] = 1 if layers[name].spiking else 2**23
         elif not isinstance(node, (Input, Output)):
             max_in = max(bound.get(s, 2**23) for s, _ in preds[name])
+            bound[name] = projection_bound(name, node, max_in)
             ops[name] = projection(node, shapes[preds[name][0][0]], max_in)
             events[name] = nonzero_events[name] = 0
             width = 1 if isinstance(node, QDense) else sizes[name]  # dense: all alike
             reached[name] = np.zeros((T, B, width), bool)
-            bound[name] = 2**31
+    for name in layers:
+        check_neuron_input(name, [bound.get(src, 2**23) for src, _ in preds[name]])
     active = dict.fromkeys(layers, 0)
     traces = {n: {k: np.zeros((T, B, sizes[n]), np.int64) for k in ("u", "v")}
               for n in layers} if record else {}

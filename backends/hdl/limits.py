@@ -50,7 +50,7 @@ class CoreLimits:
     @classmethod
     def from_profile(cls, profile: Profile) -> CoreLimits:
         return cls(profile.name, profile.neurons_per_core, profile.synapses_per_core,
-                   profile.weight_bits + 1)
+                   profile.weight_bits + 1, max_delay=profile.max_delay)
 
     def check_layers(self, graph: Graph, order: list[str], sizes: dict[str, int]) -> None:
         for name in order:

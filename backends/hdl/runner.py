@@ -12,12 +12,13 @@ import numpy as np
 from nmcompile.errors import LimitError
 from nmcompile.ir import Graph
 from nmcompile.ir.inputs import check_activity, delayed, normalize_inputs
+from nmcompile.procs import Reaper
 from nmcompile.quantize.profiles import Profile
 from nmcompile.result import RunResult
 
 from .hexfiles import write_memories
 from .program import Program, build_program, fit
-from .simulate import Response, build, simulate
+from .simulate import Response, built, simulate
 
 MAX_BYTES = 4 << 30
 #: The slowest simulator speed the timeout allows for (Icarus runs ~10^5 clocks/s here).
@@ -96,9 +97,10 @@ def run_hdl(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray], *,
                          f"smaller batch")
     events = input_events(program, inputs, T, B)
     budget = timeout_s or 60.0 + worst_cycles(program, T, B) / MIN_CYCLES_PER_S
-    exe = build(simulator, params)
-    resp = simulate(exe, simulator, partial(write_memories, program, params), events, B, T,
-                    trace=record, timeout_s=budget)
+    # One reaper for the build and the run: it removes their folders if we are killed.
+    with Reaper() as reaper, built(simulator, params, reaper=reaper) as exe:
+        resp = simulate(exe, simulator, partial(write_memories, program, params), events, B, T,
+                        trace=record, timeout_s=budget, reaper=reaper)
     result = _result(program, params, resp, inputs, T, B, record)
     return HdlRun(result, resp.cycles.reshape(B, T).T.copy(), params, program)
 

@@ -20,7 +20,7 @@ from nmcompile.ir import Graph
 from nmcompile.ir.inputs import delayed, normalize_inputs
 from nmcompile.result import RunResult
 
-from .lowering import SUPPORTED, check, lower
+from .lowering import MAX_PROCESSES, SUPPORTED, check, lower
 from .plan import Plan
 from .runner import LavaRunError
 
@@ -101,13 +101,14 @@ def _job(plan: Plan, inputs: Mapping[str, np.ndarray], b0: int, b1: int, T: int
     return job
 
 
-def _prepare(graph: Graph, spikes: Spikes, max_batch: int | None
+def _prepare(graph: Graph, spikes: Spikes, max_batch: int | None,
+             max_processes: int = MAX_PROCESSES
              ) -> tuple[Plan, dict[str, np.ndarray], int, int, list[tuple[int, int]]]:
     if not all(isinstance(node, SUPPORTED) for node in graph.nodes.values()):
         lower(graph)  # raises the error naming the node
     shapes = graph.validate()
     inputs, T, B = _inputs(graph, spikes, shapes)
-    plan = lower(graph, _graded(inputs))
+    plan = lower(graph, _graded(inputs), max_processes=max_processes)
     size = batch_size(plan, B, max_batch)
     chunks = [(b, min(b + size, B)) for b in range(0, B, size)]
     return plan, inputs, T, B, chunks
@@ -180,24 +181,27 @@ def _groups(sizes: Sequence[int]) -> list[list[int]]:
 
 
 def run(graph: Graph, spikes: Spikes, *, record: bool = False,
-        timeout_s: float = DEFAULT_TIMEOUT_S, max_batch: int | None = None) -> RunResult:
+        timeout_s: float = DEFAULT_TIMEOUT_S, max_batch: int | None = None,
+        max_processes: int = MAX_PROCESSES) -> RunResult:
     """Run a quantised graph on Lava's bit-accurate CPU simulation; see `nmcompile.run`.
 
     The batch runs as block-diagonal copies in one network where Lava allows (sample by sample
     when the graph has a stock `Conv`). Everything, start-up included, must finish within
-    `timeout_s`, else `LavaRunError` (nothing is left running).
+    `timeout_s`, else `LavaRunError` (nothing is left running). A graph that would need more
+    than `max_processes` Lava processes (long edge delays add a delay line per 64 steps) is
+    refused with a `LimitError` before any worker starts.
     """
     return run_many([(graph, spikes)], record=record, timeout_s=timeout_s,
-                    max_batch=max_batch)[0]
+                    max_batch=max_batch, max_processes=max_processes)[0]
 
 
 def run_many(items: Sequence[tuple[Graph, Spikes]], *, record: bool = False,
-             timeout_s: float = DEFAULT_TIMEOUT_S, max_batch: int | None = None
-             ) -> list[RunResult]:
+             timeout_s: float = DEFAULT_TIMEOUT_S, max_batch: int | None = None,
+             max_processes: int = MAX_PROCESSES) -> list[RunResult]:
     """`run` for several graphs in one Lava worker (one start-up for all)."""
     from .session import run_jobs
 
-    prepared = [_prepare(graph, spikes, max_batch) for graph, spikes in items]
+    prepared = [_prepare(graph, spikes, max_batch, max_processes) for graph, spikes in items]
     jobs, sizes = [], []
     for plan, inputs, T, _, chunks in prepared:
         for b0, b1 in chunks:

@@ -10,6 +10,10 @@ still in its group is killed, and every `/dev/shm` segment those processes had m
 unlinked. (Lava's shared-memory server and its model processes map every segment of a run.)
 Finding segments through the group's own mappings, not by comparing `/dev/shm` before and
 after, leaves other programs' segments alone.
+
+If this process dies first (SIGTERM with no handler, SIGKILL, a crash), a `Reaper` started
+before the scratch folder does the same: it kills the worker's group, unlinks the segments it
+maps and removes the scratch folder. The worker itself dies with us (`PR_SET_PDEATHSIG`).
 """
 
 from __future__ import annotations
@@ -28,6 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
+from nmcompile._reaper import group as _group
+from nmcompile._reaper import mapped_shm as _mapped_shm
+from nmcompile.procs import Reaper
+
 from .runner import LavaRunError
 
 ROOT = Path(__file__).resolve().parents[2]  # the folder holding `backends` and `nmcompile`
@@ -36,37 +44,6 @@ TERM_S = 2.0  # SIGTERM -> SIGKILL
 
 #: The scratch folder of the latest session (its path is in every worker's command line).
 last_scratch: str | None = None
-
-
-def _group(pgid: int) -> list[int]:
-    """Pids of live processes in process group `pgid` (zombies excluded)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if fields[0] != "Z" and int(fields[2]) == pgid:
-            found.append(int(entry))
-    return found
-
-
-def _mapped_shm(pids: Sequence[int]) -> set[str]:
-    names = set()
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/maps") as f:
-                for line in f:
-                    path = line.rstrip("\n").split(maxsplit=5)[-1]
-                    if path.startswith("/dev/shm/"):
-                        names.add(path.removesuffix(" (deleted)"))
-        except OSError:
-            continue
-    return names
 
 
 def _clean_group(pgid: int, wait_s: float) -> list[str]:
@@ -101,9 +78,17 @@ def run_jobs(jobs: Sequence[dict[str, np.ndarray]], timeout_s: float,
     everything: start-up, every run, reading back) passes; by then the worker and every
     process it started are gone and their shared memory is unlinked.
     """
+    with Reaper() as reaper:
+        return _run_jobs(jobs, timeout_s, groups, reaper)
+
+
+def _run_jobs(jobs: Sequence[dict[str, np.ndarray]], timeout_s: float,
+              groups: Sequence[Sequence[int]] | None,
+              reaper: Reaper) -> list[dict[str, np.ndarray]]:
     global last_scratch
     deadline = time.time() + timeout_s
     scratch = Path(tempfile.mkdtemp(prefix="nmcompile-lava-"))
+    reaper.remove(scratch)
     last_scratch = str(scratch)
     proc: subprocess.Popen | None = None
     try:
@@ -115,11 +100,13 @@ def run_jobs(jobs: Sequence[dict[str, np.ndarray]], timeout_s: float,
             {"groups": groups, "timeout_s": max(deadline - time.time(), 1.0)}))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+        env["NMCOMPILE_PARENT_PID"] = str(os.getpid())  # the worker dies with us
         with open(scratch / "worker.log", "wb") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "backends.lava.worker", str(scratch)], cwd=ROOT,
                 env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                 start_new_session=True)
+        reaper.kill_group(proc.pid)  # its own session: pgid == pid
         try:
             code = proc.wait(timeout=max(deadline - time.time(), 0.0) + GRACE_S)
         except subprocess.TimeoutExpired:

@@ -15,6 +15,7 @@ Groups run one after the other in this one interpreter, so they share its start-
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import traceback
@@ -136,4 +137,10 @@ def main(scratch_dir: str) -> int:
 
 
 if __name__ == "__main__":
+    # Die with the parent (SIGKILL when it dies, even by SIGKILL); the parent's reaper then
+    # kills the Lava children left in this session, unlinks their segments and removes the
+    # scratch folder.
+    from nmcompile.procs import die_with_parent
+
+    die_with_parent(int(os.environ.get("NMCOMPILE_PARENT_PID", "0")) or None)
     sys.exit(main(sys.argv[1]))

@@ -14,6 +14,7 @@ Semantics (stated once; `docs/ir.md` has the long form):
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -21,11 +22,41 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from ..errors import GraphError, ShapeError
+from ..errors import GraphError, LimitError, ShapeError
 from .node import Node, Shape, values_equal
 from .ports import Input, Output
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,127}")  # used with fullmatch: no "a\n"
+#: Longest edge delay the IR accepts, in steps; a target may allow less (a profile's
+#: `max_delay`, the Lava backend's `max_processes`). Longer delays only serve to make a
+#: backend build or allocate without bound.
+MAX_DELAY = 1 << 16
+
+
+def check_dt(dt: object) -> float | None:
+    """`dt` in seconds per step: None, or a finite number > 0 (never a string or a bool)."""
+    if dt is None:
+        return None
+    if isinstance(dt, (bool, np.bool_)) or not isinstance(dt, (int, float, np.integer,
+                                                                np.floating)):
+        raise GraphError(f"graph dt must be a number of seconds per step (or None), got "
+                         f"{type(dt).__name__} {dt!r}")
+    value = float(dt)
+    if not (math.isfinite(value) and value > 0):
+        raise GraphError(f"graph dt must be finite and > 0 seconds per step, got {value!r}")
+    return value
+
+
+def check_delay(src: str, dst: str, delay: object) -> int:
+    """An edge delay as a Python int in [0, MAX_DELAY]."""
+    if isinstance(delay, (bool, np.bool_)) or not isinstance(delay, (int, np.integer)) \
+            or delay < 0:
+        raise GraphError(f"edge {src!r} -> {dst!r}: delay must be an integer >= 0, "
+                         f"got {delay!r}")
+    if int(delay) > MAX_DELAY:
+        raise LimitError(f"edge {src!r} -> {dst!r}: delay {int(delay):,} steps is more than "
+                         f"the IR allows (MAX_DELAY = {MAX_DELAY:,} steps); shorten the delay")
+    return int(delay)
 
 
 class Graph:
@@ -38,12 +69,12 @@ class Graph:
 
     def __init__(self, dt: float | None = None, metadata: dict[str, Any] | None = None) -> None:
         self.nx = nx.DiGraph()
-        self.dt = None if dt is None else float(dt)
+        self.dt = check_dt(dt)
         self.metadata: dict[str, Any] = dict(metadata or {})
 
     # -- building -----------------------------------------------------------------------
     def add_node(self, name: str, node: Node) -> str:
-        if not isinstance(name, str) or not _NAME.match(name):
+        if not isinstance(name, str) or not _NAME.fullmatch(name):
             raise GraphError(f"invalid node name {name!r}: use letters, digits, '_', '.', '-', "
                              f"starting with a letter or '_' (at most 128 characters)")
         if name in self.nx:
@@ -59,10 +90,7 @@ class Graph:
                 raise GraphError(f"edge {src!r} -> {dst!r}: no node named {end!r}")
         if self.nx.has_edge(src, dst):
             raise GraphError(f"edge {src!r} -> {dst!r} already exists")
-        if isinstance(delay, bool) or not isinstance(delay, (int, np.integer)) or delay < 0:
-            raise GraphError(f"edge {src!r} -> {dst!r}: delay must be an integer >= 0, "
-                             f"got {delay!r}")
-        self.nx.add_edge(src, dst, delay=int(delay))
+        self.nx.add_edge(src, dst, delay=check_delay(src, dst, delay))
 
     def remove_node(self, name: str) -> None:
         self.nx.remove_node(name)
@@ -160,6 +188,9 @@ class Graph:
         for name in self.outputs:
             if self.nx.out_degree(name):
                 raise GraphError(f"output node {name!r} cannot have outgoing edges")
+        check_dt(self.dt)  # both may have been set directly, not through the constructor
+        for src, dst, delay in self.edges():
+            check_delay(src, dst, delay)
         return self.shapes()
 
     # -- values -------------------------------------------------------------------------

@@ -25,12 +25,7 @@ def normalize_inputs(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray]
         raise NmcompileError(f"inputs given for {sorted(inputs)}, the graph's inputs are {names}")
     out, dims = {}, set()
     for name in names:
-        arr = np.asarray(inputs[name])
-        if arr.dtype.kind not in "biuf":
-            raise NmcompileError(f"input {name!r}: expected a numeric array, got {arr.dtype}")
-        if integers and arr.dtype.kind == "f" and not np.array_equal(arr, np.rint(arr)):
-            raise NmcompileError(f"input {name!r}: fixed-point targets take integer spikes or "
-                                 f"graded integers")
+        arr = _checked_values(name, inputs[name], integers)
         want = tuple(shapes[name])
         if arr.ndim != len(want) + 2 or tuple(arr.shape[2:]) != want:
             raise ShapeError(f"input {name!r}: expected an array (T, batch, "
@@ -43,6 +38,39 @@ def normalize_inputs(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray]
         raise ShapeError(f"inputs disagree on (T, batch): {sorted(dims)}")
     T, batch = dims.pop()
     return out, T, batch
+
+
+#: Largest |value| an input may carry to a fixed-point target: integers exact in float64
+#: (the emulator's BLAS route) and in int64. Spikes are 0/1; graded inputs are small integers.
+MAX_GRADED = 2**53
+
+
+def _checked_values(name: str, value: object, integers: bool) -> np.ndarray:
+    """One input as a numeric array of finite values (integers within `MAX_GRADED` for the
+    fixed-point targets), or an error naming the input: never a silent cast (inf would
+    become -2^63, a uint64 2^63 would wrap)."""
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise NmcompileError(f"input {name!r}: not a numeric array ({exc})") from None
+    if arr.dtype.kind not in "biuf":  # complex, datetime, timedelta, str, bytes, object, void
+        raise NmcompileError(f"input {name!r}: expected a numeric array (bool, int, uint or "
+                             f"float), got dtype {arr.dtype}")
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise NmcompileError(f"input {name!r}: holds non-finite values (nan or inf); spikes "
+                             f"and inputs must be finite numbers")
+    if not integers:
+        return arr
+    if arr.dtype.kind == "f" and not np.array_equal(arr, np.rint(arr)):
+        raise NmcompileError(f"input {name!r}: fixed-point targets take integer spikes or "
+                             f"graded integers, got non-integer values")
+    if arr.size and arr.dtype.kind != "b":
+        lo, hi = int(arr.min()), int(arr.max())  # Python ints: np.abs(-2^63) overflows
+        if max(-lo, hi) > MAX_GRADED:
+            raise LimitError(f"input {name!r}: values in [{lo}, {hi}] exceed what the "
+                             f"fixed-point targets take (|x| <= 2^53); spikes are 0/1, "
+                             f"graded inputs small integers")
+    return arr
 
 
 def check_activity(T: int, batch: int, shapes: Mapping[str, Shape], record: bool,

@@ -75,18 +75,42 @@ def values_equal(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+#: dtype kinds a numeric parameter may arrive in: bool, signed, unsigned, float. Complex,
+#: datetime ('M'), timedelta ('m'), strings ('U', 'S'), objects and void are refused by name
+#: rather than coerced (np.float64("0.9") would quietly parse a string).
+NUMERIC_KINDS = "biuf"
+
+
+def numeric_array(value: Any, field: str) -> np.ndarray:
+    """`value` as a numpy array of finite numbers (its own dtype, not copied), or a
+    `GraphError` naming the parameter."""
+    if isinstance(value, (str, bytes)):
+        raise GraphError(f"parameter {field!r} must be a number, got the string {value!r}")
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:  # ragged lists and the like
+        raise GraphError(f"parameter {field!r} is not a numeric array: {exc}") from None
+    if arr.dtype.kind not in NUMERIC_KINDS:
+        raise GraphError(f"parameter {field!r} must be numeric, got dtype {arr.dtype} "
+                         f"({type(value).__name__})")
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+        raise GraphError(f"parameter {field!r} holds non-finite values (nan or inf)")
+    return arr
+
+
 def float_param(value: Any, field: str) -> float | np.ndarray:
     """A float parameter, scalar or per neuron: a Python float, or a float64 array (ndim >= 1)."""
     if isinstance(value, (bool, np.bool_)):
         raise GraphError(f"parameter {field!r} must be a number, not a bool")
-    arr = np.array(value, dtype=np.float64)  # copies: a node never aliases caller data
+    # One copy: a node never aliases caller data.
+    arr = np.array(numeric_array(value, field), dtype=np.float64)
     if arr.ndim == 0:
         return float(arr)
     return arr
 
 
 def array_param(value: Any, field: str, ndim: int | None = None) -> np.ndarray:
-    arr = np.array(value, dtype=np.float64)
+    arr = np.array(numeric_array(value, field), dtype=np.float64)
     if ndim is not None and arr.ndim != ndim:
         raise GraphError(f"parameter {field!r} must have {ndim} dimensions, got shape {arr.shape}")
     return arr
@@ -95,12 +119,25 @@ def array_param(value: Any, field: str, ndim: int | None = None) -> np.ndarray:
 def int_tuple(value: Any, n: int, field: str) -> tuple[int, ...]:
     """An int or a sequence of n ints, as a tuple of n Python ints."""
     if isinstance(value, (int, np.integer)):
-        out = (int(value),) * n
+        out = (int_value(value, field),) * n
     else:
-        out = tuple(int(v) for v in value)
+        out = tuple(int_value(v, field) for v in value)
     if len(out) != n:
         raise GraphError(f"parameter {field!r} must have {n} values, got {value!r}")
     return out
+
+
+def int_value(value: Any, field: str) -> int:
+    """A structural integer (stride, groups, exponent...) as a Python int: an int, or an
+    integral float; never a bool, a string or a fraction (int() would truncate 2.7)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+            value, (int, float, np.integer, np.floating)):
+        raise GraphError(f"parameter {field!r} must be an integer, got {type(value).__name__} "
+                         f"{value!r}")
+    if isinstance(value, (float, np.floating)) and not (math.isfinite(value)
+                                                        and value == int(value)):
+        raise GraphError(f"parameter {field!r} must be an integer, got {value!r}")
+    return int(value)
 
 
 def check_broadcast(value: float | np.ndarray, shape: Shape, field: str, name: str) -> None:

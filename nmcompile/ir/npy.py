@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import tokenize
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -83,7 +84,8 @@ def _header(f: IO[bytes], where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
         else:
             raise FormatError(f"{where}: .npy format version {version} is not supported")
-    except (ValueError, SyntaxError, TypeError, OverflowError) as exc:
+    except (ValueError, SyntaxError, TypeError, OverflowError, tokenize.TokenError) as exc:
+        # numpy parses the header dict with Python's tokenizer: a cut-off one is a TokenError
         raise FormatError(f"{where}: not a valid .npy array ({exc})") from None
     if dtype.kind not in KINDS or dtype.fields is not None or dtype.subdtype is not None:
         raise FormatError(f"{where}: arrays of dtype {dtype} are not read (only booleans, "

@@ -11,7 +11,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import GraphError, ShapeError
-from .node import Node, Shape, array_param, check_broadcast, float_param, int_tuple, register
+from .node import (
+    Node,
+    Shape,
+    array_param,
+    check_broadcast,
+    float_param,
+    int_tuple,
+    int_value,
+    register,
+)
 
 
 def _need(input_shape: Shape | None, name: str) -> Shape:
@@ -57,7 +66,7 @@ class Dense(Node):
                 raise GraphError(f"Dense bias has {self.bias.shape[0]} values for "
                                  f"{self.weight.shape[0]} outputs")
         if self.out_shape is not None:
-            self.out_shape = tuple(int(s) for s in self.out_shape)
+            self.out_shape = tuple(int_value(s, "out_shape") for s in self.out_shape)
 
     def output_shape(self, input_shape: Shape | None, name: str) -> Shape:
         return matrix_output_shape(node=self, n_in=self.weight.shape[1],
@@ -95,7 +104,7 @@ class Conv2d(Node):
         self.stride = int_tuple(self.stride, 2, "stride")
         self.padding = int_tuple(self.padding, 2, "padding")
         self.dilation = int_tuple(self.dilation, 2, "dilation")
-        self.groups = int(self.groups)
+        self.groups = int_value(self.groups, "groups")
         if min(self.stride) < 1 or min(self.dilation) < 1 or min(self.padding) < 0:
             raise GraphError("Conv2d needs stride >= 1, dilation >= 1 and padding >= 0")
         if self.groups < 1 or self.weight.shape[0] % self.groups:
@@ -169,7 +178,8 @@ class Flatten(Node):
     kind = "projection"
 
     def __post_init__(self) -> None:
-        self.start_dim, self.end_dim = int(self.start_dim), int(self.end_dim)
+        self.start_dim = int_value(self.start_dim, "start_dim")
+        self.end_dim = int_value(self.end_dim, "end_dim")
 
     def output_shape(self, input_shape: Shape | None, name: str) -> Shape:
         shape = _need(input_shape, name)

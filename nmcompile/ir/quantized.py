@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import GraphError
 from .neurons import RESETS, Neuron
-from .node import Node, Shape, int_tuple, register
+from .node import Node, Shape, int_tuple, int_value, register
 from .projections import Conv2d, matrix_output_shape
 
 #: Fixed-point constants of the Loihi neuron (see docs/fixed_point.md).
@@ -25,15 +25,38 @@ DECAY_BITS = 12      # du, dv: decay by (4096 - d) / 4096 per step
 ACT_SHIFT = 6        # synaptic input and threshold are shifted left by 6
 STATE_BITS = 24      # u and v are 24-bit signed states
 VTH_MAX = 2**17 - 1  # vth is an unsigned 17-bit number
+#: What the emulator implements for weights, the widest any profile may ask for: mantissas
+#: of 16 bits plus the extra bit of Loihi's mixed-sign mode (|w| <= 2^16), exponents in
+#: [-16, 15]. Wider values would overflow the emulator's 64-bit sums without a trace.
+WEIGHT_MANT_MAX = 2**16
+WEIGHT_EXP_RANGE = (-16, 15)
+_WEIGHT = (-WEIGHT_MANT_MAX, WEIGHT_MANT_MAX)
+_INDEX = (0, 2**62)  # QSparse rows and cols; their shape bounds them further
 
 
-def int_array(value, field: str, ndim: int | None = None) -> np.ndarray:
-    arr = np.asarray(value)
+def int_array(value, field: str, ndim: int | None = None,
+              bounds: tuple[int, int] | None = None) -> np.ndarray:
+    """An int64 array of integers within `bounds` (checked in Python ints, before the cast,
+    so that nothing wraps: a uint64 2^63 or a float inf never becomes some int64)."""
+    if isinstance(value, (str, bytes)):
+        raise GraphError(f"parameter {field!r} must hold integers, got the string {value!r}")
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise GraphError(f"parameter {field!r} is not an integer array: {exc}") from None
     if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)):
+            raise GraphError(f"parameter {field!r} holds non-finite values (nan or inf)")
         if not np.all(arr == np.round(arr)):
             raise GraphError(f"parameter {field!r} must hold integers")
     elif arr.dtype.kind not in "biu":
-        raise GraphError(f"parameter {field!r} must hold integers, got {arr.dtype}")
+        raise GraphError(f"parameter {field!r} must hold integers, got dtype {arr.dtype}")
+    lo, hi = bounds if bounds is not None else (-(2**63), 2**63 - 1)
+    if arr.size:
+        amin, amax = int(arr.min()), int(arr.max())  # Python ints: no overflow
+        if amin < lo or amax > hi:
+            raise GraphError(f"parameter {field!r} must lie in [{lo}, {hi}], got values in "
+                             f"[{amin}, {amax}]")
     arr = np.array(arr, dtype=np.int64)
     if ndim is not None and arr.ndim != ndim:
         raise GraphError(f"parameter {field!r} must have {ndim} dimensions, got {arr.shape}")
@@ -43,11 +66,21 @@ def int_array(value, field: str, ndim: int | None = None) -> np.ndarray:
 
 def int_param(value, field: str, lo: int, hi: int) -> int | np.ndarray:
     """An integer parameter, scalar (Python int) or per neuron (int64 array), within [lo, hi]."""
-    arr = int_array(value, field)
-    if arr.size and (arr.min() < lo or arr.max() > hi):
-        raise GraphError(f"parameter {field!r} must lie in [{lo}, {hi}], got values in "
-                         f"[{arr.min()}, {arr.max()}]")
+    arr = int_array(value, field, bounds=(lo, hi))
     return int(arr) if arr.ndim == 0 else arr
+
+
+def weight_exp_param(value) -> int:
+    """A weight exponent within what the emulator implements (`WEIGHT_EXP_RANGE`)."""
+    exp = int_value(value, "weight_exp")
+    lo, hi = WEIGHT_EXP_RANGE
+    if not lo <= exp <= hi:
+        raise GraphError(f"parameter 'weight_exp' must lie in [{lo}, {hi}], got {exp}")
+    return exp
+
+
+def _out_shape(value) -> tuple[int, ...] | None:
+    return None if value is None else tuple(int_value(s, "out_shape") for s in value)
 
 
 @register
@@ -63,10 +96,9 @@ class QDense(Node):
     quantized = True
 
     def __post_init__(self) -> None:
-        self.weight = int_array(self.weight, "weight", ndim=2)
-        self.weight_exp = int(self.weight_exp)
-        if self.out_shape is not None:
-            self.out_shape = tuple(int(s) for s in self.out_shape)
+        self.weight = int_array(self.weight, "weight", ndim=2, bounds=_WEIGHT)
+        self.weight_exp = weight_exp_param(self.weight_exp)
+        self.out_shape = _out_shape(self.out_shape)
 
     def output_shape(self, input_shape: Shape | None, name: str) -> Shape:
         return matrix_output_shape(self, self.weight.shape[1], self.weight.shape[0],
@@ -89,13 +121,12 @@ class QSparse(Node):
     quantized = True
 
     def __post_init__(self) -> None:
-        self.rows = int_array(self.rows, "rows", ndim=1)
-        self.cols = int_array(self.cols, "cols", ndim=1)
-        self.values = int_array(self.values, "values", ndim=1)
+        self.rows = int_array(self.rows, "rows", ndim=1, bounds=_INDEX)
+        self.cols = int_array(self.cols, "cols", ndim=1, bounds=_INDEX)
+        self.values = int_array(self.values, "values", ndim=1, bounds=_WEIGHT)
         self.shape = int_tuple(self.shape, 2, "shape")
-        self.weight_exp = int(self.weight_exp)
-        if self.out_shape is not None:
-            self.out_shape = tuple(int(s) for s in self.out_shape)
+        self.weight_exp = weight_exp_param(self.weight_exp)
+        self.out_shape = _out_shape(self.out_shape)
         if not len(self.rows) == len(self.cols) == len(self.values):
             raise GraphError("QSparse rows, cols and values must have the same length")
         if len(self.rows) and (self.rows.min() < 0 or self.rows.max() >= self.shape[0]
@@ -126,8 +157,8 @@ class QConv2d(Node):
     quantized = True
 
     def __post_init__(self) -> None:
-        self.weight = int_array(self.weight, "weight", ndim=4)
-        self.weight_exp = int(self.weight_exp)
+        self.weight = int_array(self.weight, "weight", ndim=4, bounds=_WEIGHT)
+        self.weight_exp = weight_exp_param(self.weight_exp)
         # Reuse Conv2d's checks and shape rule on the same geometry.
         self._geometry = Conv2d(np.zeros(self.weight.shape), None, self.stride, self.padding,
                                 self.dilation, self.groups)

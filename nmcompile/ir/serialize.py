@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import FormatError, LimitError
+from ..errors import FormatError, GraphError, LimitError
 from . import npy
 from .graph import Graph
 from .node import NODE_TYPES
@@ -96,7 +96,11 @@ def from_dict(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Graph:
             if set(params) - known:
                 raise FormatError(f"node {name!r} ({type_name}) has unknown parameters "
                                   f"{sorted(set(params) - known)}")
-            graph.add_node(name, cls(**params))
+            try:
+                node = cls(**params)
+            except GraphError as exc:  # name the node: its constructor does not know it
+                raise type(exc)(f"node {name!r} ({type_name}): {exc}") from None
+            graph.add_node(name, node)
         for edge in doc["edges"]:
             graph.add_edge(edge["src"], edge["dst"], edge["delay"])
     except (KeyError, TypeError, AttributeError, ValueError, OverflowError,

@@ -33,6 +33,25 @@ class Profile:
     #: Loihi's dense synapses drop a mixed-sign 8-bit weight's lowest bit (Lava's
     #: `truncate_weights`); weights are then emitted even so that they survive unchanged.
     drop_low_bit_if_mixed: bool = True
+    #: Longest edge delay in steps (Loihi 2's delay lines through Lava; the Verilog core's
+    #: delay ring, `backends/hdl/limits.py`, reads the same value).
+    max_delay: int = 4095
+
+    def __post_init__(self) -> None:
+        # A profile may only narrow what the IR and the emulator implement.
+        from ..ir.graph import MAX_DELAY
+        from ..ir.quantized import WEIGHT_EXP_RANGE, WEIGHT_MANT_MAX
+
+        lo, hi = WEIGHT_EXP_RANGE
+        if not 2 <= self.weight_bits <= WEIGHT_MANT_MAX.bit_length() - 1:
+            raise NmcompileError(f"profile {self.name!r}: weight_bits={self.weight_bits} is "
+                                 f"outside [2, {WEIGHT_MANT_MAX.bit_length() - 1}]")
+        if not lo <= self.weight_exp_range[0] <= self.weight_exp_range[1] <= hi:
+            raise NmcompileError(f"profile {self.name!r}: weight_exp_range="
+                                 f"{self.weight_exp_range} is outside [{lo}, {hi}]")
+        if not 0 <= self.max_delay <= MAX_DELAY:
+            raise NmcompileError(f"profile {self.name!r}: max_delay={self.max_delay} is "
+                                 f"outside [0, {MAX_DELAY}]")
 
 
 PROFILES: dict[str, Profile] = {

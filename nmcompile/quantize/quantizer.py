@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import NmcompileError, UnsupportedError
+from ..errors import LimitError, NmcompileError, UnsupportedError
 from ..ir import ALIF, IF, LI, LIF, Conv2d, Graph, Input, Output
 from ..ir.neurons import Neuron
 from ..ir.quantized import ACT_SHIFT, QALIF, QLI, QLIF, VTH_MAX, QConv2d, QDense, QSparse
@@ -206,7 +206,9 @@ def quantize(graph: Graph, profile: str | Profile = "loihi2",
     from ..passes import fold_linear  # imports PyTorch: only when quantising
 
     prof = get_profile(profile)
+    _check_delays(graph, prof)  # before folding (which may add delays up) and again after
     folded = fold_linear(graph)  # validated
+    _check_delays(folded, prof)
     measured = _calibrate(folded, calibration) if calibration is not None else None
     out = Graph(dt=graph.dt, metadata=dict(graph.metadata))
     layers: list[LayerReport] = []
@@ -231,6 +233,16 @@ def quantize(graph: Graph, profile: str | Profile = "loihi2",
     out.validate()
     rep = QuantizationReport(prof.name, layers)
     return (out, rep) if report else out
+
+
+def _check_delays(graph: Graph, prof: Profile) -> None:
+    """Refuse, before anything is built, an edge longer than the profile's `max_delay`."""
+    for u, v, d in graph.edges():
+        if d > prof.max_delay:
+            raise LimitError(f"edge {u!r} -> {v!r} has a delay of {d:,} steps, more than "
+                             f"profile {prof.name!r} allows (max_delay={prof.max_delay}); "
+                             f"shorten the delay, or quantise with a profile whose max_delay "
+                             f"is larger")
 
 
 def _quantize_layer(folded: Graph, name: str, node: Neuron, prof: Profile,

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from nmcompile.errors import UnsupportedError
+from nmcompile.errors import LimitError, UnsupportedError
 from nmcompile.ir import Graph, Input, Output
 from nmcompile.ir.quantized import QLI, QConv2d, QDense, QSparse
 
@@ -37,9 +37,12 @@ from .projections import (
 from .timing import CycleTooShortError, depths, extra_delay
 from .warmup import warmup_modes
 
-__all__ = ["CycleTooShortError", "check", "lower"]
+__all__ = ["MAX_PROCESSES", "CycleTooShortError", "check", "lower"]
 
 SUPPORTED = (Input, Output, *PROJECTIONS, *NEURONS)
+#: Lava processes one run may hold (each is an OS process with its shared-memory channels;
+#: a long edge delay adds a delay line per 64 steps). `max_processes=` overrides it.
+MAX_PROCESSES = 128
 
 
 def check(graph: Graph) -> None:
@@ -67,9 +70,11 @@ class _Names:
         return name
 
 
-def lower(graph: Graph, graded_inputs: Iterable[str] = ()) -> Plan:
+def lower(graph: Graph, graded_inputs: Iterable[str] = (), *,
+          max_processes: int = MAX_PROCESSES) -> Plan:
     """Lower a quantised graph. `graded_inputs` names inputs that carry values other than 0/1
-    (their projections then read graded messages)."""
+    (their projections then read graded messages). A graph that needs more than
+    `max_processes` Lava processes is refused (`LimitError`) before any process spec is made."""
     for name, node in graph.nodes.items():
         if not isinstance(node, SUPPORTED):
             raise UnsupportedError(
@@ -106,6 +111,7 @@ def lower(graph: Graph, graded_inputs: Iterable[str] = ()) -> Plan:
     for link in links:
         key = (link.source, link.proj, extra_delay(link, depth), perms[link.target].tobytes())
         groups.setdefault(key, []).append(link)
+    _check_processes(graph, groups, len(inputs), len(neurons), max_processes)
     position = {n: i for i, n in enumerate(order)}
     for (source, proj, extra, _), members in sorted(
             groups.items(), key=lambda kv: (position[kv[1][0].target], kv[0][0], str(kv[0][1]))):
@@ -127,6 +133,37 @@ def lower(graph: Graph, graded_inputs: Iterable[str] = ()) -> Plan:
     for name in graph.outputs:
         plan.outputs.append(OutputSpec(name, [(s, d) for s, d in graph.predecessors(name)]))
     return plan
+
+
+def _chain_length(graph: Graph, proj: str | None, extra: int) -> int:
+    """Processes `_chain` appends for one link group: its delay lines and its projection."""
+    if proj is None:
+        return len(line_delays(extra)) if extra else 0
+    node = graph[proj]
+    if isinstance(node, QConv2d) and conv_stock(node):
+        return (len(line_delays(extra)) if extra else 0) + 1
+    return len(split_delay(extra)[0]) + 1
+
+
+def _check_processes(graph: Graph, groups: dict, n_inputs: int, n_neurons: int,
+                     max_processes: int) -> None:
+    """Count what the run would start (neuron and projection processes, delay lines, one
+    source per input and one recorder per layer, as `api.run_many` counts them) and refuse
+    more than `max_processes`, naming the longest delay."""
+    if isinstance(max_processes, bool) or not isinstance(max_processes, int) \
+            or max_processes < 1:
+        raise LimitError(f"max_processes must be a positive integer, got {max_processes!r}")
+    chains = {key: _chain_length(graph, key[1], key[2]) for key in groups}
+    total = sum(chains.values()) + n_inputs + 2 * n_neurons
+    if total <= max_processes:
+        return
+    (source, proj, extra, _), _n = max(chains.items(), key=lambda kv: kv[0][2])
+    via = f" through {proj!r}" if proj else ""
+    raise LimitError(f"the Lava lowering needs {total:,} Lava processes, more than "
+                     f"max_processes={max_processes}; the longest delay, {extra:,} extra "
+                     f"steps from {source!r}{via}, alone takes {_n} (a delay line per 64 "
+                     f"steps): shorten the edge delays, or pass max_processes={total} to "
+                     f"run it anyway")
 
 
 def _chain(plan: Plan, graph: Graph, shapes, perms, names: _Names, source: str,

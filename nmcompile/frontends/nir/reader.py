@@ -178,7 +178,8 @@ def _ints(value: Any, n: int, field: str, name: str) -> tuple[int, ...]:
     arr = np.asarray(value).ravel()
     if arr.size == 1:
         arr = np.repeat(arr, n)
-    if arr.size != n or np.any(arr != np.round(arr.astype(np.float64))):
+    if (arr.dtype.kind not in "iuf" or arr.size != n or not np.all(np.isfinite(arr))
+            or np.any(arr != np.round(arr.astype(np.float64)))):
         raise UnsupportedError(f"NIR node {name!r}: {field}={value!r} is not {n} integers")
     return tuple(int(v) for v in arr)
 
@@ -226,7 +227,7 @@ def _height_one(nodes: dict[str, Any], preds: dict[str, list[str]]) -> set[str]:
     flagged = set()
     for name, node in nodes.items():
         kind = type(node).__name__
-        if kind == "Conv1d" or (kind == "Input" and len(_input_shape(node)) == 2):
+        if kind == "Conv1d" or (kind == "Input" and len(_input_shape(node, name)) == 2):
             flagged.add(name)
     changed = True
     while changed:
@@ -243,11 +244,17 @@ def _height_one(nodes: dict[str, Any], preds: dict[str, list[str]]) -> set[str]:
     return flagged
 
 
-def _input_shape(node: Any) -> tuple[int, ...]:
+def _input_shape(node: Any, name: str = "") -> tuple[int, ...]:
     shape = (getattr(node, "input_type", None) or {}).get("input")
+    what = f"NIR Input node {name!r}" if name else "a NIR Input node"
     if shape is None:
-        raise FormatError("a NIR Input node has no shape")
-    return tuple(int(s) for s in np.asarray(shape).ravel())
+        raise FormatError(f"{what} has no shape")
+    arr = np.asarray(shape).ravel()
+    # the shape is data from the file: text, NaN or fractions would fail in int() unnamed
+    if (arr.dtype.kind not in "iuf" or not np.all(np.isfinite(arr)) or np.any(arr < 0)
+            or np.any(arr != np.round(arr))):
+        raise FormatError(f"{what} has shape {shape!r}; it must be non-negative integers")
+    return tuple(int(s) for s in arr)
 
 
 def _ir_name(flat: str, taken: set[str]) -> str:
@@ -294,7 +301,7 @@ class _Reader:
         meta = node.metadata.get(KEY) if isinstance(getattr(node, "metadata", None), dict) \
             else None
         if kind == "Input":
-            shape = _input_shape(node)
+            shape = _input_shape(node, flat)
             if height1:
                 shape = (shape[0], 1, shape[1])
             return self.one(flat, Input(shape))

@@ -110,7 +110,7 @@ def test_quantize_refuses_a_delay_over_the_profiles_max_delay() -> None:
         dataclasses.replace(PROFILES["loihi2"], max_delay=2**17)
 
 
-def test_lava_refuses_more_than_128_processes_before_any_worker_starts() -> None:
+def test_lava_refuses_more_than_128_processes_before_any_worker_starts(tmp_path) -> None:
     g = _q_graph(delay=64 * 130)  # about 130 delay lines of 64 steps
     x = np.zeros((2, 1, 4), np.int64)
     before = children()
@@ -124,6 +124,12 @@ def test_lava_refuses_more_than_128_processes_before_any_worker_starts() -> None
     # The option lets the same graph through the lowering, which counted what it builds.
     plan = lowering.lower(g, max_processes=200)
     assert 128 < len(plan.procs) + len(plan.layers) + len(plan.inputs) <= 140
+    # The same bound and option for the Lava program that `compile` writes.
+    with pytest.raises(LimitError, match="max_processes=128"):
+        nmcompile.compile(g, tmp_path / "lava", "lava")
+    assert not (tmp_path / "lava").exists()
+    out = nmcompile.compile(g, tmp_path / "lava", "lava", max_processes=200)
+    assert (out / "network.py").exists()
 
 
 # -- defect 7: bad numbers ------------------------------------------------------------------

@@ -216,7 +216,7 @@ def run_many(items: Sequence[tuple[Graph, Spikes]], *, record: bool = False,
     return out
 
 
-def build(graph: Graph, batch: int = 1) -> LavaNetwork:
+def build(graph: Graph, batch: int = 1, *, max_processes: int = MAX_PROCESSES) -> LavaNetwork:
     """The live Lava processes of a quantised graph, for embedding in a Lava application.
 
     Runs in the calling process (Lava is imported here): connect your sources with
@@ -225,12 +225,14 @@ def build(graph: Graph, batch: int = 1) -> LavaNetwork:
     """
     from .build import build as build_plan
 
-    return build_plan(lower(graph), batch)
+    return build_plan(lower(graph, max_processes=max_processes), batch)
 
 
-def compile(graph: Graph, out_dir: str | Path, *, spikes: Spikes | None = None) -> Path:
-    """Write a self-contained Lava program for `graph` into `out_dir` (see `artefact.py`)."""
+def compile(graph: Graph, out_dir: str | Path, *, spikes: Spikes | None = None,
+            max_processes: int = MAX_PROCESSES) -> Path:
+    """Write a self-contained Lava program for `graph` into `out_dir` (see `artefact.py`);
+    `max_processes` as for `run`."""
     from .artefact import write
 
-    return write(graph, Path(out_dir), spikes)
+    return write(graph, Path(out_dir), spikes, max_processes=max_processes)
 

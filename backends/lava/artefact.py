@@ -368,11 +368,11 @@ models only; a chip needs a microcode neuron model for them.
 """
 
 
-def write(graph: Graph, out: Path, spikes: np.ndarray | Mapping[str, np.ndarray] | None = None
-          ) -> Path:
-    from .lowering import lower
+def write(graph: Graph, out: Path, spikes: np.ndarray | Mapping[str, np.ndarray] | None = None,
+          *, max_processes: int | None = None) -> Path:
+    from .lowering import MAX_PROCESSES, lower
 
-    plan = lower(graph)
+    plan = lower(graph, max_processes=max_processes or MAX_PROCESSES)
     title = str(graph.metadata.get("source") or "network")
     arrays: dict[str, np.ndarray] = {}
     source = network_source(plan, arrays, title)

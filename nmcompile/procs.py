@@ -125,8 +125,9 @@ class Reaper:
 
     Use it as a context manager around the work; register each scratch path (`remove`)
     before anything is written to it and each child process group (`kill_group`) as soon as
-    it exists. Leaving the block normally or by an exception means our own `finally` blocks
-    did the clean-up: the reaper is told so and exits. Costs one `python -I -S` start
+    it exists. Leaving the block normally means our own `finally` blocks did the clean-up:
+    the reaper is told so and exits; leaving it by an exception, it redoes that clean-up (an
+    exception may have cut ours short). Costs one `python -I -S` start
     (~30 ms); if it cannot be started the work goes on without it.
     """
 
@@ -161,13 +162,18 @@ class Reaper:
         """SIGKILL process group `pgid` and unlink the segments it maps, if we die."""
         self._send("pg", pgid)
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         proc, self._proc = self._proc, None
         if proc is None:
             return
         with contextlib.suppress(OSError):
             if proc.stdin is not None:
-                proc.stdin.write(b'["done"]\n')
+                # Stand the reaper down only after a normal exit. An exception (a signal's
+                # Terminated above all) may have cut our own clean-up short, e.g. landing in a
+                # `finally` that was waiting for a group to exit: then closing without "done"
+                # lets the reaper redo it (removing what is already gone is a no-op).
+                if exc_type is None:
+                    proc.stdin.write(b'["done"]\n')
                 proc.stdin.close()
         try:
             proc.wait(timeout=5)

@@ -34,7 +34,7 @@ from backends.hdl import simulate as hdl_sim
 from backends.hdl.runner import run_hdl
 from nmcompile.ir import Graph, Input, Output
 from nmcompile.ir.quantized import QLIF, QDense
-from nmcompile.procs import Terminated, signals_raise
+from nmcompile.procs import Reaper, Terminated, signals_raise
 
 REPO = Path(__file__).resolve().parents[1]
 SCRATCH = ("nmcompile-lava-", "nmcompile-sim-", "nmcompile-build-")
@@ -212,6 +212,24 @@ def test_signals_raise_turns_sigterm_into_terminated_and_restores_the_handler() 
     assert info.value.signum == signal.SIGTERM
     assert isinstance(info.value, KeyboardInterrupt)  # so ^C's clean-up paths run for it
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_reaper_left_by_an_exception_redoes_the_clean_up_it_may_have_cut_short(
+        tmp_path) -> None:
+    # A signal's Terminated can land inside our own `finally` (say while it waits for the
+    # worker group to exit) and skip the rest of it: the reaper must not be stood down then.
+    scratch = tmp_path / "nmcompile-lava-x"
+    scratch.mkdir()
+    (scratch / "job0.npz").write_bytes(b"")
+    with pytest.raises(Terminated), Reaper() as reaper:
+        reaper.remove(scratch)
+        raise Terminated(signal.SIGTERM)  # before our clean-up removed `scratch`
+    assert not scratch.exists()
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    with Reaper() as reaper:  # a normal exit: our clean-up ran, the reaper touches nothing
+        reaper.remove(kept)
+    assert kept.exists()
 
 
 # -- defect 5: the HDL cache runs only what we built ----------------------------------------

@@ -57,3 +57,31 @@ def test_default_backend_follows_the_graph() -> None:
     assert nmcompile.run(g, np.ones((2, 1, 2))).backend == "float"
     q = nmcompile.quantize(g)
     assert nmcompile.run(q, np.ones((2, 1, 2))).backend == "emulator"
+
+
+def test_a_users_backends_folder_is_named_not_imported(tmp_path: Path) -> None:
+    """A project folder named `backends` in the current directory shadows nmcompile's
+    top-level `backends` package: the run fails saying so, and none of its code runs."""
+    import subprocess
+    import sys
+
+    mine = tmp_path / "backends"
+    (mine / "emulator").mkdir(parents=True)
+    (mine / "__init__.py").write_text("")
+    (mine / "emulator" / "__init__.py").write_text("raise SystemExit('the wrong package ran')")
+    code = ("import numpy as np, nmcompile\n"
+            "from nmcompile.ir import Graph, Input, Output\n"
+            "from nmcompile.ir.quantized import QDense, QLIF\n"
+            "g = Graph()\n"
+            "g.add_node('x', Input((2,))); g.add_node('fc', QDense(np.ones((2, 2), int)))\n"
+            "g.add_node('h', QLIF(vth=3)); g.add_node('o', Output())\n"
+            "for a, b in (('x', 'fc'), ('fc', 'h'), ('h', 'o')): g.add_edge(a, b)\n"
+            "try:\n"
+            "    nmcompile.run(g, np.ones((2, 1, 2), np.uint8))\n"
+            "except nmcompile.NmcompileError as exc:\n"
+            "    print(exc)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert f"resolves to {mine}" in proc.stdout and "shadows it" in proc.stdout
+    assert "wrong package" not in proc.stdout + proc.stderr

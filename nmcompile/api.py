@@ -1,4 +1,5 @@
-"""The public entry points, written once over all targets."""
+"""The public entry points, written once over all targets. `run` and `is_quantized` live in
+`runtime` (below `verify` and `analysis`, which need them too) and are re-exported here."""
 
 from __future__ import annotations
 
@@ -11,29 +12,9 @@ import numpy as np
 from .ir import Graph
 from .outputs import replace_folder
 from .registry import get_backend
-from .result import RunResult
+from .runtime import is_quantized, run
 
-
-def is_quantized(graph: Graph) -> bool:
-    """A graph is quantised when its nodes carry fixed-point parameters."""
-    return any(node.quantized for node in graph.nodes.values())
-
-
-def run(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray], backend: str | None = None,
-        **options: Any) -> RunResult:
-    """Run `graph` on `spikes` (T, batch, *input_shape), or a dict of them by input name.
-
-    A float graph runs on the float interpreter (`backend="float"`), a quantised one on the
-    emulator, unless `backend` names another target. `record=True` adds per-layer spikes and
-    state traces to the result.
-    """
-    if backend is None:
-        backend = "emulator" if is_quantized(graph) else "float"
-    if backend == "float":
-        from .ir.interpret import interpret
-
-        return interpret(graph, spikes, **options)
-    return get_backend(backend).run(graph, spikes, **options)
+__all__ = ["compile", "estimate", "is_quantized", "quantize", "run"]
 
 
 def quantize(graph: Graph, profile: str = "loihi2", calibration: Any = None, **kwargs: Any):

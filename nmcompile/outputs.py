@@ -160,22 +160,6 @@ def claim_folder(out: str | os.PathLike, what: str, *, force: bool = False,
     return out
 
 
-def is_nmc(path: Path) -> bool:
-    """An `.nmc` file that nmcompile wrote: a zip whose small graph.json has the format tag."""
-    from .ir.serialize import FORMAT
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            info = z.getinfo("graph.json")
-            if info.file_size > 64 << 20:
-                return False
-            with z.open(info) as f:
-                # the tag is among the first keys that `save` writes
-                return f'"format": "{FORMAT}"' in f.read(4096).decode("utf-8", "replace")
-    except (OSError, KeyError, zipfile.BadZipFile, RuntimeError):
-        return False
-
-
 NPZ_MARKER = "nmcompile_run"
 
 

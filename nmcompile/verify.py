@@ -19,9 +19,9 @@ from typing import Any
 
 import numpy as np
 
-from .api import is_quantized, run
 from .ir import Graph
 from .result import RunResult
+from .runtime import is_quantized, run
 
 
 @dataclass

@@ -23,7 +23,7 @@ def hardware_view(graph: Graph) -> Graph:
     """The graph whose projections are the synapses: a float graph with its linear chains
     (conv -> pool -> flatten -> dense) folded into one projection per pair of layers, as the
     quantiser does; a quantised graph as it is."""
-    from ..api import is_quantized
+    from ..runtime import is_quantized
 
     if is_quantized(graph):
         return graph
@@ -60,7 +60,7 @@ def estimate(graph: Graph, spikes: Spikes | None = None,
     for every layer, or a mapping by layer name with "default") and `steps`, `samples`.
     `raster=True` keeps the first sample's spikes for `Estimate.plot`.
     """
-    from ..api import is_quantized, run
+    from ..runtime import is_quantized, run
 
     devices = load_devices(device, device_paths)
     base = baselines(device_paths)

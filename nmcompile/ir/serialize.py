@@ -115,7 +115,7 @@ def save(graph: Graph, path: str | os.PathLike, *, force: bool = False) -> Path:
 
     An existing `path` is replaced only when it is an `.nmc` file (nmcompile's format tag);
     any other file needs `force=True` (`nmcompile.outputs`)."""
-    from ..outputs import is_nmc, replace_file
+    from ..outputs import replace_file
 
     graph.validate()
     doc, arrays = to_dict(graph)
@@ -132,6 +132,21 @@ def save(graph: Graph, path: str | os.PathLike, *, force: bool = False) -> Path:
             z.writestr("arrays.npz", buf.getvalue())
 
     return replace_file(path, write, is_nmc, force=force)
+
+
+def is_nmc(path: Path) -> bool:
+    """An `.nmc` file that nmcompile wrote: a zip whose small graph.json has the format tag
+    (what `save` may replace without `force`)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            info = z.getinfo("graph.json")
+            if info.file_size > MAX_JSON:
+                return False
+            with z.open(info) as f:
+                # the tag is among the first keys that `save` writes
+                return f'"format": "{FORMAT}"' in f.read(4096).decode("utf-8", "replace")
+    except (OSError, KeyError, zipfile.BadZipFile, RuntimeError):
+        return False
 
 
 def load(path: str | os.PathLike, max_bytes: int = MAX_BYTES) -> Graph:

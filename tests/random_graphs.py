@@ -279,3 +279,27 @@ def random_graph(seed: int) -> tuple[Graph, np.ndarray, set[str]]:
         if score == 0:
             break
     return best[1], best[2], best[3]
+
+
+# --------------------------------------------------------------------------------------------
+# One fixed two-layer network and Bernoulli spikes, for tests about running (clean-up,
+# signals, batching) rather than about what is computed.
+# --------------------------------------------------------------------------------------------
+
+
+def dense_graph(n_in: int = 8, n_hidden: int = 16, n_out: int = 4, seed: int = 0) -> Graph:
+    rng = np.random.default_rng(seed)
+    g = Graph()
+    g.add_node("x", Input((n_in,)))
+    g.add_node("fc1", QDense(2 * rng.integers(-30, 60, (n_hidden, n_in))))
+    g.add_node("h", QLIF(vth=200, du=1000, dv=500, bias_mant=rng.integers(0, 20, n_hidden)))
+    g.add_node("fc2", QDense(2 * rng.integers(-30, 60, (n_out, n_hidden))))
+    g.add_node("o", QLIF(vth=300, du=2000, dv=300))
+    g.add_node("out", Output())
+    for a, b in (("x", "fc1"), ("fc1", "h"), ("h", "fc2"), ("fc2", "o"), ("o", "out")):
+        g.add_edge(a, b)
+    return g
+
+
+def spikes(T: int, B: int, n: int, seed: int = 1) -> np.ndarray:
+    return (np.random.default_rng(seed).random((T, B, n)) < 0.3).astype(np.int64)

@@ -16,32 +16,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from hygiene import children
+from random_graphs import dense_graph, spikes
 
 import nmcompile
 from backends.lava import api, session
 from backends.lava.runner import LavaRunError
-from nmcompile.ir import Graph, Input, Output
-from nmcompile.ir.quantized import QLIF, QDense
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def dense_graph(n_in: int = 8, n_hidden: int = 16, n_out: int = 4, seed: int = 0) -> Graph:
-    rng = np.random.default_rng(seed)
-    g = Graph()
-    g.add_node("x", Input((n_in,)))
-    g.add_node("fc1", QDense(2 * rng.integers(-30, 60, (n_hidden, n_in))))
-    g.add_node("h", QLIF(vth=200, du=1000, dv=500, bias_mant=rng.integers(0, 20, n_hidden)))
-    g.add_node("fc2", QDense(2 * rng.integers(-30, 60, (n_out, n_hidden))))
-    g.add_node("o", QLIF(vth=300, du=2000, dv=300))
-    g.add_node("out", Output())
-    for a, b in (("x", "fc1"), ("fc1", "h"), ("h", "fc2"), ("fc2", "o"), ("o", "out")):
-        g.add_edge(a, b)
-    return g
-
-
-def spikes(T: int, B: int, n: int, seed: int = 1) -> np.ndarray:
-    return (np.random.default_rng(seed).random((T, B, n)) < 0.3).astype(np.int64)
 
 
 def _running(marker: str) -> list[int]:
@@ -157,7 +138,7 @@ def test_build_returns_live_processes_for_embedding(tmp_path: Path) -> None:
         from backends.lava.runner import run_guarded
         from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
         from lava.proc.io.source import PySendModelFixed, RingBuffer
-        from test_lava_backend_robustness import dense_graph, spikes
+        from random_graphs import dense_graph, spikes
 
         g, x = dense_graph(), spikes(12, 1, 8)
         net = lava_backend.build(g)

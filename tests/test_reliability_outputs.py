@@ -38,6 +38,16 @@ def _qgraph() -> Graph:
     return g
 
 
+def _float_graph(n: int) -> Graph:
+    g = Graph(dt=1e-3)
+    g.add_node("x", Input((n,)))
+    g.add_node("h", nmcompile.ir.LIF(beta=0.9))
+    g.add_node("o", Output())
+    g.add_edge("x", "h")
+    g.add_edge("h", "o")
+    return g
+
+
 @pytest.fixture
 def model(tmp_path: Path) -> Path:
     return nmcompile.save(_qgraph(), tmp_path / "q.nmc")
@@ -173,12 +183,7 @@ def test_api_compile_follows_the_same_rules(tmp_path) -> None:
 
 
 def test_quantize_replaces_only_an_nmc_file(tmp_path, capsys) -> None:
-    g = Graph(dt=1e-3)
-    g.add_node("x", Input((3,)))
-    g.add_node("h", nmcompile.ir.LIF(beta=0.9))
-    g.add_node("o", Output())
-    g.add_edge("x", "h")
-    g.add_edge("h", "o")
+    g = _float_graph(3)
     model = nmcompile.save(g, tmp_path / "f.nmc")
     out = tmp_path / "q.nmc"
     out.write_text("my data")
@@ -268,12 +273,7 @@ def test_figures_and_nir_files_replace_only_their_own(model, tmp_path, capsys) -
     assert png.read_bytes() == b"\x89PNG\r\n\x1a\n a photo"
     assert main([*argv, "--force"]) == 0
     assert main(argv) == 0  # our figure now: replaced
-    g = Graph(dt=1e-3)
-    g.add_node("x", Input((2,)))
-    g.add_node("h", nmcompile.ir.LIF(beta=0.9))
-    g.add_node("o", Output())
-    g.add_edge("x", "h")
-    g.add_edge("h", "o")
+    g = _float_graph(2)
     nir_file = tmp_path / "net.nir"
     nir_file.write_text("not a NIR file")
     with pytest.raises(OutputError):

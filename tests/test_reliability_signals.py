@@ -28,12 +28,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from random_graphs import dense_graph, spikes
 
 import nmcompile
 from backends.hdl import simulate as hdl_sim
 from backends.hdl.runner import run_hdl
-from nmcompile.ir import Graph, Input, Output
-from nmcompile.ir.quantized import QLIF, QDense
+from nmcompile.ir import Graph
 from nmcompile.procs import Reaper, Terminated, signals_raise
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,24 +46,6 @@ API_CHILD = textwrap.dedent("""
     nmcompile.run(nmcompile.load(sys.argv[1]), np.load(sys.argv[2]), backend=sys.argv[3])
 """)
 CLI_CHILD = "import sys\nfrom nmcompile.cli import main\nsys.exit(main(sys.argv[1:]))\n"
-
-
-def dense_graph(n_in: int, n_hidden: int, n_out: int, seed: int = 0) -> Graph:
-    rng = np.random.default_rng(seed)
-    g = Graph()
-    g.add_node("x", Input((n_in,)))
-    g.add_node("fc1", QDense(2 * rng.integers(-30, 60, (n_hidden, n_in))))
-    g.add_node("h", QLIF(vth=200, du=1000, dv=500, bias_mant=rng.integers(0, 20, n_hidden)))
-    g.add_node("fc2", QDense(2 * rng.integers(-30, 60, (n_out, n_hidden))))
-    g.add_node("o", QLIF(vth=300, du=2000, dv=300))
-    g.add_node("out", Output())
-    for a, b in (("x", "fc1"), ("fc1", "h"), ("h", "fc2"), ("fc2", "o"), ("o", "out")):
-        g.add_edge(a, b)
-    return g
-
-
-def spikes(T: int, B: int, n: int, seed: int = 1) -> np.ndarray:
-    return (np.random.default_rng(seed).random((T, B, n)) < 0.3).astype(np.int64)
 
 
 def _tree(marker: bytes) -> dict[int, str]:

@@ -80,11 +80,15 @@ def _prepare(w: np.ndarray, what: str, make: Callable[[], object]) -> object:
     return value
 
 
+def _matrix_row_sum(w: np.ndarray) -> int:
+    """Largest sum of |w| along a row (one output), once per read-only matrix."""
+    return _prepare(w, "row_sum", lambda: int(np.abs(w).sum(axis=1).max(initial=0)))
+
+
 def _exact_matmul(w: np.ndarray, max_in: int, exp: int) -> Op:
     """x (M, in) int -> (x @ w.T) << exp (M, out), exactly, by the faster route for x. Sums
     accumulate in int32 when a bound on them (after the shift) fits, else in int64."""
-    row_sum = _prepare(w, "row_sum", lambda: int(np.abs(w).sum(axis=1).max(initial=0)))
-    bound = row_sum * max(max_in, 1)
+    bound = _matrix_row_sum(w) * max(max_in, 1)
     acc = np.int32 if bound << max(exp, 0) < 2**31 else np.int64
     wt_int = _prepare(w, f"wt_{np.dtype(acc).name}", lambda: np.ascontiguousarray(w.T, acc))
     dtype = np.float32 if bound < 2**24 else np.float64 if bound < 2**53 else None
@@ -138,15 +142,20 @@ EXACT_STATE = 2**62
 
 
 def _row_sum(node) -> int:
-    """Largest sum of |weight mantissas| into one output, as a Python int."""
+    """Largest sum of |weight mantissas| into one output, as a Python int (once per
+    read-only weight array, like the emulator's other reductions)."""
     if isinstance(node, QDense):
-        return int(np.abs(node.weight).sum(axis=1).max(initial=0))
+        return _matrix_row_sum(node.weight)
     if isinstance(node, QSparse):
-        per_row = np.zeros(node.shape[0], np.int64)
-        np.add.at(per_row, node.rows, np.abs(node.values))
-        return int(per_row.max(initial=0))
+        def sparse() -> int:
+            per_row = np.zeros(node.shape[0], np.int64)
+            np.add.at(per_row, node.rows, np.abs(node.values))
+            return int(per_row.max(initial=0))
+
+        return _prepare(node.values, "row_sum", sparse)
     if isinstance(node, QConv2d):
-        return int(np.abs(node.weight).sum(axis=(1, 2, 3)).max(initial=0))
+        w = node.weight
+        return _prepare(w, "row_sum", lambda: int(np.abs(w).sum(axis=(1, 2, 3)).max(initial=0)))
     raise NmcompileError(f"the emulator has no projection {type(node).__name__}")
 
 

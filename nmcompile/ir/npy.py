@@ -62,17 +62,21 @@ def check_members(z: zipfile.ZipFile, budget: Budget, where: str) -> None:
                          f"it")
 
 
-def read_member(z: zipfile.ZipFile, name: str, where: str) -> bytes:
-    """A small member's bytes, read in chunks: never more than its declared size."""
+def _chunks(z: zipfile.ZipFile, name: str, where: str) -> Iterator[bytes]:
+    """A member's bytes in bounded chunks: never more than its declared size."""
     info = z.getinfo(name)
-    parts, size = [], 0
+    size = 0
     with z.open(info) as f:
         while chunk := f.read(CHUNK):
             size += len(chunk)
             if size > info.file_size:  # zipfile stops at the declared size; keep it so
                 raise FormatError(f"{where}: member {name!r} is longer than it declares")
-            parts.append(chunk)
-    return b"".join(parts)
+            yield chunk
+
+
+def read_member(z: zipfile.ZipFile, name: str, where: str) -> bytes:
+    """A small member's bytes, read in chunks."""
+    return b"".join(_chunks(z, name, where))
 
 
 def _header(f: IO[bytes], where: str) -> tuple[tuple[int, ...], bool, np.dtype]:
@@ -146,16 +150,10 @@ def load(path: str | os.PathLike, max_bytes: int) -> np.ndarray | dict[str, np.n
 def spool_member(z: zipfile.ZipFile, name: str, where: str) -> IO[bytes]:
     """A member copied, in chunks, to a temporary file (kept in memory while small), so that
     an archive inside an archive can be opened without holding it twice in memory."""
-    info = z.getinfo(name)
     spool = tempfile.SpooledTemporaryFile(max_size=64 << 20)  # noqa: SIM115 - returned open
-    size = 0
     try:
-        with z.open(info) as f:
-            while chunk := f.read(CHUNK):
-                size += len(chunk)
-                if size > info.file_size:
-                    raise FormatError(f"{where}: member {name!r} is longer than it declares")
-                spool.write(chunk)
+        for chunk in _chunks(z, name, where):
+            spool.write(chunk)
     except BaseException:
         spool.close()
         raise

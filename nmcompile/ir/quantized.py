@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import GraphError
 from .neurons import RESETS, Neuron
-from .node import Node, Shape, int_tuple, int_value, register
+from .node import Node, Shape, int_tuple, int_value, numeric_array, register
 from .projections import Conv2d, matrix_output_shape
 
 #: Fixed-point constants of the Loihi neuron (see docs/fixed_point.md).
@@ -38,19 +38,9 @@ def int_array(value, field: str, ndim: int | None = None,
               bounds: tuple[int, int] | None = None) -> np.ndarray:
     """An int64 array of integers within `bounds` (checked in Python ints, before the cast,
     so that nothing wraps: a uint64 2^63 or a float inf never becomes some int64)."""
-    if isinstance(value, (str, bytes)):
-        raise GraphError(f"parameter {field!r} must hold integers, got the string {value!r}")
-    try:
-        arr = np.asarray(value)
-    except (ValueError, TypeError) as exc:
-        raise GraphError(f"parameter {field!r} is not an integer array: {exc}") from None
-    if arr.dtype.kind == "f":
-        if not np.all(np.isfinite(arr)):
-            raise GraphError(f"parameter {field!r} holds non-finite values (nan or inf)")
-        if not np.all(arr == np.round(arr)):
-            raise GraphError(f"parameter {field!r} must hold integers")
-    elif arr.dtype.kind not in "biu":
-        raise GraphError(f"parameter {field!r} must hold integers, got dtype {arr.dtype}")
+    arr = numeric_array(value, field)  # numeric and finite
+    if arr.dtype.kind == "f" and not np.all(arr == np.round(arr)):
+        raise GraphError(f"parameter {field!r} must hold integers")
     lo, hi = bounds if bounds is not None else (-(2**63), 2**63 - 1)
     if arr.size:
         amin, amax = int(arr.min()), int(arr.max())  # Python ints: no overflow

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from . import quantize as _quantize_package  # noqa: F401 - bound before the function below
 from .api import compile, estimate, is_quantized, quantize, run
 from .errors import (
     FormatError,
@@ -26,7 +25,7 @@ from .errors import (
 )
 from .ir import Graph, load, save
 from .result import RunResult
-from .verify import verify
+from .verification import verify
 
 if TYPE_CHECKING:
     import torch

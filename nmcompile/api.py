@@ -18,8 +18,8 @@ __all__ = ["compile", "estimate", "is_quantized", "quantize", "run"]
 
 
 def quantize(graph: Graph, profile: str = "loihi2", calibration: Any = None, **kwargs: Any):
-    """Quantise a float graph for a fixed-point profile (see `nmcompile.quantize.quantizer`)."""
-    from .quantize.quantizer import quantize as _quantize
+    """Quantise a float graph for a fixed-point profile (see `nmcompile.quantization.quantizer`)."""
+    from .quantization.quantizer import quantize as _quantize
 
     return _quantize(graph, profile, calibration, **kwargs)
 
@@ -44,7 +44,7 @@ def estimate(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray] | None 
     """Count synaptic ops, neuron updates, spikes and memory of `graph` on `spikes` and
     estimate the energy per inference on `device` ("loihi", "loihi,truenorth", a TOML file):
     an `Estimate` with `.table()`, `.to_json()`, `.plot(path)`. See
-    `nmcompile.analysis.estimate` for the options (analytic `rates=`, `backend=`, ...)."""
+    `nmcompile.analysis.estimation` for the options (analytic `rates=`, `backend=`, ...)."""
     from .analysis import estimate as _estimate
 
     return _estimate(graph, spikes, device, **options)

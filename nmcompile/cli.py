@@ -138,7 +138,7 @@ def _input_file(path: str):
 
 def cmd_quantize(args: argparse.Namespace) -> int:
     from .ir import save
-    from .quantize.quantizer import quantize
+    from .quantization.quantizer import quantize
 
     graph = _load(args)
     calibration = None
@@ -193,7 +193,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     import json
 
     from .api import is_quantized
-    from .verify import usage_problem, verify
+    from .verification import usage_problem, verify
 
     graph = _load(args)
     labels = None
@@ -253,7 +253,7 @@ def _print_verify(report) -> None:
 def cmd_compile(args: argparse.Namespace) -> int:
     from .api import compile as compile_graph
     from .api import is_quantized
-    from .quantize.quantizer import quantize
+    from .quantization.quantizer import quantize
 
     graph = _load(args)
     if not is_quantized(graph):
@@ -376,7 +376,7 @@ def build_parser() -> argparse.ArgumentParser:
     _force_arg(p, "an existing OUT.npz is replaced only when nmcompile run wrote it")
     p.set_defaults(func=cmd_run)
 
-    from .verify import EXIT_CODES
+    from .verification import EXIT_CODES
 
     p = sub.add_parser("verify", help="check that backends agree spike for spike",
                        description="Run the same input through each backend and compare "

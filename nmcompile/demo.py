@@ -147,7 +147,7 @@ def stage_emulate(d: Demo) -> None:
 def stage_lava(d: Demo, samples: int = 64) -> None:
     """Run the quantised model on Lava 0.10 (fixed_pt, in a worker process) and compare every
     spike of every layer with the emulator's."""
-    from .verify import verify
+    from .verification import verify
 
     n = min(samples, d.test_spikes.shape[1])
     report = verify(d.qgraph, d.test_spikes[:, :n], ["emulator", "lava"],
@@ -162,7 +162,7 @@ def stage_verilog(d: Demo, samples: int = 20) -> None:
     """Write the Verilog project (DIR/verilog), simulate the core with Icarus Verilog and
     compare every spike of every layer with the emulator's and Lava's (docs/hdl.md)."""
     from .api import compile as compile_graph
-    from .verify import verify
+    from .verification import verify
 
     compile_graph(d.qgraph, d.out_dir / "verilog", "verilog")
     n = min(samples, d.test_spikes.shape[1])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,10 @@ class RunResult:
       targets add their own ('unsafe_updates', the Verilog core's 'cycles').
     - `margins`: spiking node -> the smallest |v - threshold| seen before a reset, so a
       near-tie, where rounding could flip a spike, is visible.
+    - `traffic`: core-to-core counts of a target that maps the graph onto cores (empty
+      otherwise): 'core_messages' {core -> messages sent}, 'link_packets' {"a->b" mesh link ->
+      packets}, 'spike_hops' {core -> hops its spikes travel}, and optionally 'per_step'
+      {key -> array (T, ...)} (docs/ir.md, "Run results").
     """
 
     outputs: dict[str, np.ndarray]
@@ -31,6 +36,7 @@ class RunResult:
     states: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     counters: dict[str, dict[str, int]] = field(default_factory=dict)
     margins: dict[str, float] = field(default_factory=dict)
+    traffic: dict[str, Any] = field(default_factory=dict)
 
     def output(self, name: str | None = None) -> np.ndarray:
         """One output's array; `name` may be left out when there is only one output."""

@@ -86,7 +86,7 @@ import nmcompile  # noqa: E402
 from backends.lava.runner import run_guarded  # noqa: E402
 from nmcompile.ir import Graph, Input, Output  # noqa: E402
 from nmcompile.ir.quantized import QLIF, VTH_MAX, QDense  # noqa: E402
-from nmcompile.quantize.profiles import PROFILES  # noqa: E402
+from nmcompile.quantization.profiles import PROFILES  # noqa: E402
 
 HALF = 2**23  # u and v are 24-bit: |u| <= 2^23 without a wrap, |v| <= 2^23 - 1 without a clip
 WEIGHT_EXPS = range(PROFILES["loihi2"].weight_exp_range[0],

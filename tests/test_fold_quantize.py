@@ -27,7 +27,7 @@ from nmcompile.ir import (
 )
 from nmcompile.ir.quantized import QLIF, QConv2d, QDense, QSparse
 from nmcompile.passes import fold_linear
-from nmcompile.quantize import PROFILES
+from nmcompile.quantization import PROFILES
 
 
 def _graph(edges, nodes, shape):

@@ -18,7 +18,7 @@ import pytest
 import nmcompile
 from nmcompile import demo
 from nmcompile.ir import save
-from nmcompile.verify import VerifyReport
+from nmcompile.verification import VerifyReport
 
 SAMPLES = 20
 

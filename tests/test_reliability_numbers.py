@@ -25,7 +25,7 @@ from nmcompile.errors import GraphError, LimitError, NmcompileError
 from nmcompile.ir import LIF, Dense, Graph, Input, Output
 from nmcompile.ir.graph import MAX_DELAY
 from nmcompile.ir.quantized import QLIF, QDense, QSparse
-from nmcompile.quantize.profiles import PROFILES
+from nmcompile.quantization.profiles import PROFILES
 
 
 def _float_graph(delay: int = 0, beta: float = 0.9) -> Graph:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from nmcompile.result import RunResult
-from nmcompile.verify import compare
+from nmcompile.verification import compare
 
 
 def _result(spikes: dict[str, np.ndarray]) -> RunResult:

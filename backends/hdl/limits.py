@@ -15,7 +15,7 @@ import numpy as np
 from nmcompile.errors import LimitError
 from nmcompile.ir import Graph, Input
 from nmcompile.ir.quantized import QConv2d, QDense, QSparse
-from nmcompile.quantize.profiles import Profile
+from nmcompile.quantization.profiles import Profile
 
 
 def _first_over(counts: list[tuple[str, int]], limit: int) -> tuple[str, int] | None:

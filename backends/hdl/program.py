@@ -30,7 +30,7 @@ import numpy as np
 from nmcompile.errors import UnsupportedError
 from nmcompile.ir import Graph, Input, Output
 from nmcompile.ir.quantized import QALIF, QLI, QLIF, STATE_BITS, QConv2d, QDense, QSparse
-from nmcompile.quantize.profiles import Profile, get_profile
+from nmcompile.quantization.profiles import Profile, get_profile
 
 from .limits import CoreLimits, conv_output_hw, synapse_count
 

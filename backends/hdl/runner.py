@@ -13,7 +13,7 @@ from nmcompile.errors import LimitError
 from nmcompile.ir import Graph
 from nmcompile.ir.inputs import check_activity, delayed, normalize_inputs
 from nmcompile.procs import Reaper
-from nmcompile.quantize.profiles import Profile
+from nmcompile.quantization.profiles import Profile
 from nmcompile.result import RunResult
 
 from .hexfiles import write_memories

@@ -10,7 +10,7 @@
 from .analytic import analytic
 from .counts import Counts, LayerCounts, from_result, from_spikes, static_counts
 from .energy import Device, available, load_device, load_devices
-from .estimate import estimate
+from .estimation import estimate
 from .report import Estimate
 
 __all__ = [

@@ -135,7 +135,7 @@ class Counts:
 def weight_width(graph: Graph) -> int:
     """Bits per stored weight: the quantisation profile's width, else the narrowest signed
     width holding every quantised weight, else 32 for a float graph."""
-    from ..quantize.profiles import PROFILES
+    from ..quantization.profiles import PROFILES
 
     profile = graph.metadata.get("quantization", {}).get("profile")
     if profile in PROFILES:
@@ -150,7 +150,7 @@ def weight_width(graph: Graph) -> int:
 def state_width(graph: Graph) -> int:
     """Bits per neuron state: the quantisation profile's width, else 24 (every profile's
     default) for a quantised graph, else 32 for a float graph."""
-    from ..quantize.profiles import PROFILES
+    from ..quantization.profiles import PROFILES
 
     profile = graph.metadata.get("quantization", {}).get("profile")
     if profile in PROFILES:

@@ -172,7 +172,7 @@ def compare_backends(qgraph: Graph, spikes: np.ndarray, backends: list[str],
     and output. A backend in `optional` that refuses the graph (a `LimitError` or
     `UnsupportedError`: the Verilog core holds 65,536 synapses) is skipped, with its reason.
     Returns {'equal', 'compared', 'skipped': {name: reason}, 'mismatches'}."""
-    from ..verify import compare
+    from ..verification import compare
 
     results, skipped = {}, {}
     for b in backends:

@@ -158,7 +158,7 @@ def verify(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray],
     float_result = None
     qgraph = graph
     if not is_quantized(graph):
-        from .quantize import quantize
+        from .quantization import quantize
 
         float_result = run(graph, spikes, backend="float")
         qgraph = quantize(graph, profile=profile)

@@ -160,7 +160,7 @@ def lava_once(w1: np.ndarray, w2: np.ndarray, x1: np.ndarray, with_hidden: bool 
     from lava.proc.lif.models import PyLifModelBitAcc
     from lava.proc.lif.process import LIF
 
-    from backends.lava.runner import LavaRunError, _call_with_timeout, _RunGuard
+    from backends.lava.isolation import LavaRunError, _call_with_timeout, _RunGuard
 
     steps = T + LAVA_HOPS
     data = np.zeros((N_IN, steps), np.int32)  # the ring buffer wraps around: pad with zeros

@@ -38,7 +38,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 import nmcompile  # noqa: E402
-from backends.lava import api, lower, session  # noqa: E402
+from backends.lava import api, lower  # noqa: E402
+from backends.lava import isolation as session  # noqa: E402
 from nmcompile.ir import Graph, Input, Output  # noqa: E402
 from nmcompile.ir.quantized import QLIF, QDense  # noqa: E402
 

@@ -12,7 +12,7 @@ line on stdin:
 
 End of file without "done" means the parent is gone (exit, SIGTERM, SIGKILL: the kernel
 closes its end of the pipe in every case), so the reaper does what it was told and exits.
-`nmcompile.procs` and `backends.lava.session` import `group` and `mapped_shm` from here.
+`nmcompile.procs` and `backends.lava.isolation` import `group` and `mapped_shm` from here.
 """
 
 from __future__ import annotations

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .contract import require
 from .ir import Graph
 from .outputs import replace_folder
 from .registry import get_backend
@@ -32,9 +33,11 @@ def compile(graph: Graph, out_dir: str | Path, target: str, *, force: bool = Fal
     is that folder renamed into place, so a failed compile leaves nothing half-written. An
     existing `out_dir` is replaced only when it is empty or an earlier nmcompile artefact
     (`force=True` replaces any folder); a symlink, a file, or a folder that is or holds one
-    of `inputs` (the files the graph was read from) is refused (`nmcompile.outputs`).
+    of `inputs` (the files the graph was read from) is refused (`nmcompile.outputs`). The
+    backend's `check` runs first, as for `run`.
     """
     backend = get_backend(target)
+    require(backend, "compile", graph, options)
     return replace_folder(out_dir, lambda tmp: backend.compile(graph, tmp, **options),
                           f"compile --target {target}", force=force, inputs=inputs)
 

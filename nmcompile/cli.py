@@ -21,6 +21,69 @@ NIR file (.nir, from snnTorch, Norse, Sinabs, ...) with its time step: --dt SECO
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose epilog may be a function, called only when help is shown: the
+    backends' options come from their capabilities, and reading those imports the backends."""
+
+    def format_help(self) -> str:
+        if callable(self.epilog):
+            self.epilog = self.epilog()
+        return super().format_help()
+
+
+def _options_help(verb: str) -> str:
+    """Every backend's `verb` options, from its capabilities (`contract.Option`)."""
+    import textwrap
+
+    from .registry import available, get_backend
+
+    lines, none = [], []
+    for name in available():
+        options = [o for o in get_backend(name).capabilities.options_of(verb).values()
+                   if o.on_cli]
+        if not options:
+            none.append(name)
+        for o in options:
+            lines += textwrap.wrap(f"{name}: {o.describe()}", 92, initial_indent="  ",
+                                   subsequent_indent="      ")
+    lines.append(f"  {', '.join(none)}: none")
+    return ("backend options (--option KEY=VALUE, repeatable; BACKEND.KEY=VALUE for one "
+            "backend):\n" + "\n".join(lines))
+
+
+def _option_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the backend (listed below); repeatable")
+
+
+def _backend_options(pairs: Sequence[str], backends: Sequence[str], verb: str
+                     ) -> dict[str, dict[str, object]]:
+    """`--option [BACKEND.]KEY=VALUE` pairs as keyword options by backend: a KEY goes to every
+    one of `backends` that takes it (BACKEND. names one), and one that none takes is an error
+    that lists what they take."""
+    from .registry import get_backend
+
+    out: dict[str, dict[str, object]] = {b: {} for b in backends}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        scope, dot, key = key.rpartition(".")
+        if not sep or not key:
+            raise NmcompileError(f"--option {pair!r}: give KEY=VALUE")
+        if dot and scope not in backends:
+            raise NmcompileError(f"--option {pair!r}: backend {scope!r} is not one of "
+                                 f"{', '.join(backends)}")
+        targets = [scope] if dot else list(backends)
+        takes = {b: get_backend(b).capabilities.options_of(verb) for b in targets}
+        for b, options in takes.items():
+            if key in options:
+                out[b][key] = options[key].parse(text)
+        if not any(key in options for options in takes.values()):
+            known = "; ".join(f"{b}: {', '.join(o) or 'none'}" for b, o in takes.items())
+            raise NmcompileError(f"--option {pair!r}: no backend here takes {key!r} "
+                                 f"({verb} options: {known})")
+    return out
+
+
 def _load(args: argparse.Namespace):
     """The verb's MODEL: a .nmc file, or a .nir file read with --dt and --reset."""
     if str(args.model).lower().endswith(".nir"):
@@ -154,12 +217,14 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .api import run
+    from .api import is_quantized, run
 
     graph = _load(args)
     spikes = _input_file(args.input)
-    options = {"simulator": args.simulator} if args.simulator else {}
-    result = run(graph, spikes, backend=args.backend, record=args.record, **options)
+    backend = args.backend or ("emulator" if is_quantized(graph) else "float")
+    alias = [f"simulator={args.simulator}"] if args.simulator else []
+    options = _backend_options([*alias, *args.option], [backend], "run")[backend]
+    result = run(graph, spikes, backend=backend, record=args.record, **options)
     for name, out in result.outputs.items():
         kind = "spikes" if out.dtype == np.uint8 else "values"
         print(f"{name}: {kind} {out.shape}, total {out.sum():g}")
@@ -207,9 +272,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if problem:
         print(f"nmcompile verify: error: {problem}", file=sys.stderr)
         return 2
-    verilog = {"simulator": args.simulator} if args.simulator else {}
+    alias = [f"verilog.simulator={args.simulator}"] if args.simulator else []
+    options = _backend_options([*alias, *args.option], backends, "run")
     report = verify(graph, spikes, backends, profile=args.profile, labels=labels,
-                    backend_options={"verilog": verilog}, allow_unsafe=args.allow_unsafe,
+                    backend_options=options, allow_unsafe=args.allow_unsafe,
                     min_agreement=args.min_agreement, max_accuracy_drop=args.max_accuracy_drop)
     if args.json:
         print(json.dumps(report.to_json(), default=float))
@@ -259,11 +325,12 @@ def cmd_compile(args: argparse.Namespace) -> int:
     if not is_quantized(graph):
         graph, report = quantize(graph, args.profile, report=True)
         print(report.table())
-    options = {"synth": args.synth.split(",")} if args.synth else {}
+    alias = [f"synth={args.synth}"] if args.synth else []
+    options = _backend_options([*alias, *args.option], [args.target], "compile")[args.target]
     out = compile_graph(graph, args.output, args.target, force=args.force,
                         inputs=[args.model], **options)
     print(f"wrote {out}/ (see {out}/README.md)")
-    if args.synth:
+    if options.get("synth"):
         print((out / "report.md").read_text())
     return 0
 
@@ -306,8 +373,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nmcompile", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="nmcompile", description=DESCRIPTION,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"nmcompile {__version__}")
     parser.add_argument("--debug", action="store_true", help="show full tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -365,12 +432,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a model on input spikes",
                        description="Run MODEL on spikes (T, batch, *input_shape) from a .npy "
                        "file (or an .npz by input name). A float model runs on the float "
-                       "interpreter, a quantised one on the emulator, unless --backend says.")
+                       "interpreter, a quantised one on the emulator, unless --backend says.",
+                       epilog=lambda: _options_help("run"),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     _model_arg(p)
     p.add_argument("--input", required=True, metavar="SPIKES.npy")
     p.add_argument("--backend", default=None, help="float, emulator, lava, verilog, ...")
+    _option_arg(p)
     p.add_argument("--simulator", choices=("icarus", "verilator"),
-                   help="with --backend verilog: the Verilog simulator (default: icarus)")
+                   help="with --backend verilog: the Verilog simulator (default: icarus); "
+                   "an alias of --option simulator=...")
     p.add_argument("--record", action="store_true", help="also save per-layer spikes")
     p.add_argument("-o", "--output", metavar="OUT.npz", help="save outputs (and spikes)")
     _force_arg(p, "an existing OUT.npz is replaced only when nmcompile run wrote it")
@@ -385,10 +456,11 @@ def build_parser() -> argparse.ArgumentParser:
                        "not): equal spikes outside it prove nothing. A float model is quantised "
                        "first (--profile) and float-vs-quantised agreement and, when the model "
                        "names its data set, accuracies are reported.",
-                       epilog="exit status:\n" + "\n".join(f"  {c}  {m}"
-                                                          for c, m in EXIT_CODES.items())
+                       epilog=lambda: "exit status:\n" + "\n".join(
+                           f"  {c}  {m}" for c, m in EXIT_CODES.items())
                        + "\nWhen several of 3-5 apply, the lowest is returned and every reason "
-                       "printed;\nthe same with --json (its 'verdict' lists the reasons).",
+                       "printed;\nthe same with --json (its 'verdict' lists the reasons).\n\n"
+                       + _options_help("run"),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _model_arg(p)
     p.add_argument("--backends", default="emulator", help="comma-separated, first is the "
@@ -406,15 +478,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", metavar="SPIKES.npy", help="use these spikes instead")
     p.add_argument("--profile", default="loihi2")
     p.add_argument("--seed", type=int, default=0)
+    _option_arg(p)
     p.add_argument("--simulator", choices=("icarus", "verilator"),
-                   help="the Verilog simulator of backend verilog (default: icarus)")
+                   help="the Verilog simulator of backend verilog (default: icarus); an alias "
+                   "of --option verilog.simulator=...")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("compile", help="write a target's artefact (a Lava program, ...)",
                        description="Write the artefact of a target for MODEL into a self-"
                        "describing folder (written atomically: a failed compile leaves nothing). "
-                       "A float model is quantised first with --profile.")
+                       "A float model is quantised first with --profile.",
+                       epilog=lambda: _options_help("compile"),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     _model_arg(p)
     p.add_argument("--target", required=True, help="lava, verilog, ...")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
@@ -425,7 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--synth", metavar="ice40|xilinx", help="with --target verilog: also run "
                    "Yosys (ice40: and nextpnr-ice40 for the measured Fmax) and write "
                    "OUT/report.json and OUT/report.md (LUTs, FFs, block RAMs, cycles per step); "
-                   "ice40,xilinx for both")
+                   "ice40,xilinx for both; an alias of --option synth=...")
+    _option_arg(p)
     p.set_defaults(func=cmd_compile)
 
     p = sub.add_parser("estimate", help="count synaptic ops and estimate energy per device",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from .ir.inputs import delayed
 
 
 @dataclass
@@ -27,7 +30,7 @@ class RunResult:
     - `traffic`: core-to-core counts of a target that maps the graph onto cores (empty
       otherwise): 'core_messages' {core -> messages sent}, 'link_packets' {"a->b" mesh link ->
       packets}, 'spike_hops' {core -> hops its spikes travel}, and optionally 'per_step'
-      {key -> array (T, ...)} (docs/ir.md, "Run results").
+      {key -> array (T, ...)} (docs/ir.md, "Running a graph").
     """
 
     outputs: dict[str, np.ndarray]
@@ -45,3 +48,27 @@ class RunResult:
                 raise KeyError(f"several outputs {sorted(self.outputs)}: name one")
             return next(iter(self.outputs.values()))
         return self.outputs[name]
+
+
+def assemble_outputs(sources: Mapping[str, Sequence[tuple[str, int]]],
+                     values: Mapping[str, np.ndarray], spiking: Collection[str],
+                     dtype: type | np.dtype = np.int64) -> dict[str, np.ndarray]:
+    """`RunResult.outputs`, the same way for every target: output node -> (T, batch, n).
+
+    `sources`: output node -> its (source, edge delay) pairs, in edge order; `values`: node
+    -> its array (T, batch, n); `spiking`: the spiking nodes. An output is the sum over its
+    sources of each source's array shifted by the edge delay (`delayed`), summed in `dtype`
+    (int64 for the fixed-point targets, float64 for the float interpreter) in edge order,
+    then uint8 when every source spikes, else `dtype`. Every array is a new one (none
+    shares memory with `values`)."""
+    outputs = {}
+    for name, preds in sources.items():
+        total = None
+        for src, d in preds:
+            part = delayed(np.asarray(values[src]), d).astype(dtype, copy=False)
+            total = part if total is None else total + part
+        if total is None:
+            raise ValueError(f"output {name!r} has no source")
+        outputs[name] = total.astype(np.uint8 if all(s in spiking for s, _ in preds)
+                                     else dtype)
+    return outputs

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from .contract import require
 from .ir import Graph
 from .registry import get_backend
 from .result import RunResult
@@ -25,12 +26,10 @@ def run(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray], backend: st
 
     A float graph runs on the float interpreter (`backend="float"`), a quantised one on the
     emulator, unless `backend` names another target. `record=True` adds per-layer spikes and
-    state traces to the result.
+    state traces to the result; the other `options` are the backend's (its
+    `capabilities.options`). The backend's `check` runs first: a graph or an option it does
+    not take fails before any work, the same way on every target.
     """
-    if backend is None:
-        backend = "emulator" if is_quantized(graph) else "float"
-    if backend == "float":
-        from .ir.interpret import interpret
-
-        return interpret(graph, spikes, **options)
-    return get_backend(backend).run(graph, spikes, **options)
+    target = get_backend(backend or ("emulator" if is_quantized(graph) else "float"))
+    require(target, "run", graph, options)
+    return target.run(graph, spikes, **options)

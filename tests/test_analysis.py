@@ -17,11 +17,11 @@ import nmcompile
 from nmcompile.analysis import analytic, estimate, from_result, from_spikes, static_counts
 from nmcompile.analysis.analytic import fanin, measured_rates
 from nmcompile.analysis.energy import available, load_device, read_device
-from nmcompile.analysis.fanout import conv_fanout
 from nmcompile.cli import main
 from nmcompile.errors import FormatError, NmcompileError
 from nmcompile.ir import LIF, Dense, Graph, Input, Output, SumPool2d
 from nmcompile.ir.quantized import QLIF, QConv2d, QDense, QSparse
+from nmcompile.ir.synapses import conv_fanout
 
 # ------------------------------------------------------------------------------------------
 # helpers

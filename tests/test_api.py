@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from targets import compile_only
 
 import nmcompile
 from nmcompile.errors import NmcompileError
 from nmcompile.ir import IF, Graph, Input, Output
-from nmcompile.registry import register_backend
+from nmcompile.registry import registered
 
 
 def _graph() -> Graph:
@@ -32,19 +32,19 @@ def test_compile_is_atomic(tmp_path: Path) -> None:
         (Path(out_dir) / "half.txt").write_text("half written")
         raise NmcompileError("lowering failed")
 
-    register_backend("test-good", SimpleNamespace(compile=good))
-    register_backend("test-bad", SimpleNamespace(compile=bad))
-    out = tmp_path / "artefact"
-    with pytest.raises(NmcompileError, match="lowering failed"):
-        nmcompile.compile(_graph(), out, "test-bad")
-    assert list(tmp_path.iterdir()) == []  # nothing half-written, no temporary folder
-    nmcompile.compile(_graph(), out, "test-good")
-    assert (out / "README.md").read_text() == "new"
-    (out / "README.md").write_text("old")
-    with pytest.raises(NmcompileError):
-        nmcompile.compile(_graph(), out, "test-bad")
-    assert (out / "README.md").read_text() == "old"  # a failure keeps the previous artefact
-    assert [p.name for p in tmp_path.iterdir()] == ["artefact"]
+    with registered("test-good", compile_only("test-good", good)), \
+            registered("test-bad", compile_only("test-bad", bad)):
+        out = tmp_path / "artefact"
+        with pytest.raises(NmcompileError, match="lowering failed"):
+            nmcompile.compile(_graph(), out, "test-bad")
+        assert list(tmp_path.iterdir()) == []  # nothing half-written, no temporary folder
+        nmcompile.compile(_graph(), out, "test-good")
+        assert (out / "README.md").read_text() == "new"
+        (out / "README.md").write_text("old")
+        with pytest.raises(NmcompileError):
+            nmcompile.compile(_graph(), out, "test-bad")
+        assert (out / "README.md").read_text() == "old"  # a failure keeps the previous artefact
+        assert [p.name for p in tmp_path.iterdir()] == ["artefact"]
 
 
 def test_unknown_backend_lists_the_known_ones() -> None:

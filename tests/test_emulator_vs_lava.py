@@ -83,7 +83,7 @@ from lava.utils.weightutils import (  # noqa: E402
 )
 
 import nmcompile  # noqa: E402
-from backends.lava.runner import run_guarded  # noqa: E402
+from backends.lava.isolation import run_guarded  # noqa: E402
 from nmcompile.ir import Graph, Input, Output  # noqa: E402
 from nmcompile.ir.quantized import QLIF, VTH_MAX, QDense  # noqa: E402
 from nmcompile.quantization.profiles import PROFILES  # noqa: E402

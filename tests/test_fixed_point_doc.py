@@ -83,7 +83,7 @@ def test_example_equals_lava() -> None:
     from lava.proc.monitor.models import PyMonitorModel
     from lava.proc.monitor.process import Monitor
 
-    from backends.lava.runner import run_guarded
+    from backends.lava.isolation import run_guarded
 
     namespace, _ = run_example()
     g, spikes, r = namespace["g"], namespace["spikes"], namespace["r"]

@@ -23,6 +23,7 @@ import nmcompile
 from backends import hdl
 from backends.hdl.program import build_program, merge_sizes
 from backends.hdl.project import identifiers
+from nmcompile.contract import raise_problems
 from nmcompile.errors import LimitError, UnsupportedError
 from nmcompile.ir import LIF, Graph, Input, Output
 from nmcompile.ir.quantized import QALIF, QLI, QLIF, QConv2d, QDense, QSparse
@@ -243,7 +244,7 @@ def test_what_the_core_cannot_run_is_refused_naming_the_node() -> None:
     g.add_edge("fc", "fc2")  # a projection feeding a projection
     g.add_edge("fc2", "h2")
     with pytest.raises(UnsupportedError, match=r"'fc'.*2 outputs"):
-        hdl.check(g)
+        raise_problems(hdl.check(g))
     float_graph = chain([("fc", QDense(np.ones((3, 2), int))), ("f", LIF(beta=0.9))], 2)
     with pytest.raises(UnsupportedError, match=r"'f'.*LIF"):
         nmcompile.run(float_graph, np.zeros((2, 1, 2)), backend="verilog")

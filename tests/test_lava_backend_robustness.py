@@ -19,8 +19,9 @@ from hygiene import children
 from random_graphs import dense_graph, spikes
 
 import nmcompile
-from backends.lava import api, session
-from backends.lava.runner import LavaRunError
+from backends.lava import api
+from backends.lava import isolation as session
+from backends.lava.isolation import LavaRunError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -135,7 +136,7 @@ def test_build_returns_live_processes_for_embedding(tmp_path: Path) -> None:
         import numpy as np
         import nmcompile
         from backends import lava as lava_backend
-        from backends.lava.runner import run_guarded
+        from backends.lava.isolation import run_guarded
         from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
         from lava.proc.io.source import PySendModelFixed, RingBuffer
         from random_graphs import dense_graph, spikes

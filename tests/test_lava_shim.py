@@ -38,7 +38,7 @@ from lava.proc.io.source import RingBuffer  # noqa: E402
 from lava.proc.lif.process import LIF  # noqa: E402
 from lava.proc.monitor.process import Monitor  # noqa: E402
 
-from backends.lava.runner import LavaRunError, run_guarded  # noqa: E402
+from backends.lava.isolation import LavaRunError, run_guarded  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 FIXED_PT = "fixed_pt"

@@ -17,6 +17,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from targets import compile_only
 
 import nmcompile
 from nmcompile.cli import main
@@ -24,7 +25,7 @@ from nmcompile.demo import run_stages
 from nmcompile.ir import Graph, Input, Output
 from nmcompile.ir.quantized import QLIF, QDense
 from nmcompile.outputs import MARKER, OutputError
-from nmcompile.registry import register_backend
+from nmcompile.registry import registered
 
 
 def _qgraph() -> Graph:
@@ -138,16 +139,17 @@ def test_a_killed_compile_leaves_nothing_the_next_one_keeps(model, tmp_path) -> 
     out = tmp_path / "proj"
     child = textwrap.dedent(f"""
         import time, sys
-        from types import SimpleNamespace
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
         import nmcompile
         from nmcompile.registry import register_backend
+        from targets import compile_only
 
         def slow(graph, out_dir):
             (out_dir / "half.txt").write_text("half")
             print("started", flush=True)
             time.sleep(60)
 
-        register_backend("slow", SimpleNamespace(compile=slow))
+        register_backend("slow", compile_only("slow", slow))
         nmcompile.compile(nmcompile.load({str(model)!r}), {str(out)!r}, "slow")
     """)
     proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
@@ -170,13 +172,13 @@ def test_a_killed_compile_leaves_nothing_the_next_one_keeps(model, tmp_path) -> 
 
 
 def test_api_compile_follows_the_same_rules(tmp_path) -> None:
-    register_backend("test-noop", SimpleNamespace(compile=lambda graph, out: None))
-    out = _user_folder(tmp_path / "mine")
-    with pytest.raises(OutputError, match="did not write"):
-        nmcompile.compile(_qgraph(), out, "test-noop")
-    assert (out / "thesis.tex").exists()
-    nmcompile.compile(_qgraph(), out, "test-noop", force=True)
-    assert sorted(p.name for p in out.iterdir()) == [MARKER]
+    with registered("test-noop", compile_only("test-noop", lambda graph, out: None)):
+        out = _user_folder(tmp_path / "mine")
+        with pytest.raises(OutputError, match="did not write"):
+            nmcompile.compile(_qgraph(), out, "test-noop")
+        assert (out / "thesis.tex").exists()
+        nmcompile.compile(_qgraph(), out, "test-noop", force=True)
+        assert sorted(p.name for p in out.iterdir()) == [MARKER]
 
 
 # ------------------------------------------------------------------------ file outputs ----

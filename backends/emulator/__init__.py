@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nmcompile.contract import BASE_COUNTERS, Capabilities, Problem, node_problems, raise_problems
 from nmcompile.errors import UnsupportedError
 from nmcompile.ir import Graph, Input, Output
 from nmcompile.ir.quantized import QALIF, QLI, QLIF, QConv2d, QDense, QSparse
@@ -18,26 +19,24 @@ from nmcompile.result import RunResult
 
 from .simulate import simulate
 
-capabilities = {
-    "nodes": (Input, Output, QDense, QSparse, QConv2d, QLIF, QALIF, QLI),
-    "edge_delays": True,
-    "cycles": True,
-}
+name = "emulator"
+capabilities = Capabilities(
+    nodes=(Input, Output, QDense, QSparse, QConv2d, QLIF, QALIF, QLI),
+    counters=(*BASE_COUNTERS, "synaptic_events_nonzero", "active_neuron_updates",
+              "unsafe_updates"),
+    tools=("numba",),
+)
 
 
-def check(graph: Graph) -> None:
-    """Refuse, naming the node, any node type the emulator does not run."""
-    for name, node in graph.nodes.items():
-        if not isinstance(node, capabilities["nodes"]):
-            raise UnsupportedError(
-                f"the emulator runs quantised graphs only; node {name!r} is a "
-                f"{type(node).__name__}. Quantise the graph first: nmcompile.quantize(graph)")
+def check(graph: Graph) -> list[Problem]:
+    """The emulator runs every quantised graph that validates: only node types are checked."""
+    return node_problems(graph, name, capabilities)
 
 
 def run(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray], *, record: bool = False
         ) -> RunResult:
     """Run a quantised graph; see `nmcompile.run`."""
-    check(graph)
+    raise_problems(check(graph))
     return simulate(graph, spikes, record=record)
 
 

@@ -18,9 +18,9 @@ import scipy.sparse as sp
 from numba import njit, prange
 from numpy.lib.stride_tricks import sliding_window_view
 
-from nmcompile.analysis.fanout import conv_fanout
 from nmcompile.errors import LimitError, NmcompileError
 from nmcompile.ir.quantized import ACT_SHIFT, QConv2d, QDense, QSparse
+from nmcompile.ir.synapses import conv_fanout, matrix_fanout, sparse_fanout
 
 Op = Callable[[np.ndarray], np.ndarray]
 Count = Callable[[np.ndarray], tuple[int, int, np.ndarray]]
@@ -194,7 +194,7 @@ def projection(node, in_shape: tuple[int, ...], max_in: int) -> tuple[Op, Count]
     if isinstance(node, QDense):
         w = node.weight
         mul = _exact_matmul(w, max_in, node.weight_exp)
-        nz_col = _prepare(w, "nz_col", lambda: np.count_nonzero(w, axis=0).astype(np.int64))
+        nz_col = _prepare(w, "nz_col", lambda: matrix_fanout(w, nonzero=True))
         n_out, full = w.shape[0], int(nz_col.sum()) == w.size
 
         def count_dense(x: np.ndarray) -> tuple[int, int, np.ndarray]:
@@ -207,9 +207,8 @@ def projection(node, in_shape: tuple[int, ...], max_in: int) -> tuple[Op, Count]
     if isinstance(node, QSparse):
         w = sp.csr_matrix((node.values, (node.rows, node.cols)), shape=node.shape,
                           dtype=np.int64)
-        fanout = np.bincount(node.cols, minlength=node.shape[1]).astype(np.int64)
-        nz_fanout = np.bincount(node.cols[node.values != 0],
-                                minlength=node.shape[1]).astype(np.int64)
+        fanout = sparse_fanout(node.cols, node.values, node.shape[1])
+        nz_fanout = sparse_fanout(node.cols, node.values, node.shape[1], nonzero=True)
         structure = sp.csr_matrix((np.ones(len(node.rows), np.int32), (node.rows, node.cols)),
                                   shape=node.shape)
 

@@ -10,8 +10,9 @@ so one build of the RTL runs every graph of the same sizes. `run` returns the em
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
+from nmcompile.contract import BASE_COUNTERS, Capabilities, Option, Problem, node_problems
+from nmcompile.errors import NmcompileError
 from nmcompile.ir import Graph, Input, Output
 from nmcompile.ir.quantized import QALIF, QLI, QLIF, QConv2d, QDense, QSparse
 
@@ -20,27 +21,59 @@ from .runner import run, run_hdl
 from .simulate import SIMULATORS
 from .synth import TARGETS
 
-capabilities = {
-    "nodes": (Input, Output, QDense, QSparse, QConv2d, QLIF, QALIF, QLI),
-    "edge_delays": True,
-    "cycles": True,
-    "simulators": SIMULATORS,
-    "synth": TARGETS,
-}
+name = "verilog"
+capabilities = Capabilities(
+    nodes=(Input, Output, QDense, QSparse, QConv2d, QLIF, QALIF, QLI),
+    counters=(*BASE_COUNTERS, "synaptic_events_nonzero", "active_neuron_updates",
+              "unsafe_updates", "cycles"),
+    options=(
+        Option("simulator", str, "icarus", "the Verilog simulator (alias: --simulator)",
+               choices=SIMULATORS),
+        Option("sizes", dict, None, "build the core at least this large ({parameter: size}), "
+               "so that several graphs share one simulator build", verbs=("run",)),
+        Option("timeout_s", float, None, "seconds the simulation may take (default: from the "
+               "worst-case cycles)", verbs=("run",)),
+        Option("core", str, None, "the profile whose core capacity bounds the program "
+               "(default: the graph's; fpga16 sizes a larger FPGA core)", verbs=("run",)),
+        Option("synth", str, None, "also synthesise with Yosys and write report.json/report.md: "
+               f"{', '.join(TARGETS)}, or both separated by a comma (alias: --synth)",
+               verbs=("compile",)),
+        Option("pnr", bool, True, "with synth=ice40: place and route with nextpnr-ice40 for "
+               "the measured Fmax", verbs=("compile",)),
+        Option("input_max", int, 1, "the largest |value| an input event carries (1: spikes "
+               "only; larger builds a multiplier on the event path)", verbs=("compile",)),
+        Option("timeout_s", float, 1200, "seconds synthesis may take", verbs=("compile",)),
+    ),
+    tools=("iverilog", "verilator", "yosys", "nextpnr-ice40"),
+    notes=("a projection takes one source (an input or a spiking layer) and feeds one neuron "
+           "layer",),
+)
 
 
-def check(graph: Graph) -> None:
-    """Refuse, naming the node, anything the core cannot run (UnsupportedError)."""
-    check_structure(graph)
+def check(graph: Graph) -> list[Problem]:
+    """What the core cannot run, each naming its node: node types, then the structure the
+    core's tables hold (`program.check_structure`)."""
+    problems = node_problems(graph, name, capabilities)
+    if problems:
+        return problems
+    try:
+        check_structure(graph)
+    except NmcompileError as exc:
+        return [Problem.of(exc)]
+    return []
 
 
 def compile(graph: Graph, out_dir: str | Path, *, synth: str | list[str] | None = None,
-            **options: Any) -> Path:
+            pnr: bool = True, simulator: str = "icarus", input_max: int = 1,
+            timeout_s: float = 1200) -> Path:
     """Write the Verilog project folder (see `project.write_project`); `synth`: "ice40",
-    "xilinx" or both, to run Yosys (and nextpnr-ice40) and write report.json/report.md."""
+    "xilinx" or both ("ice40,xilinx" or a list), to run Yosys (and nextpnr-ice40) and write
+    report.json/report.md."""
     from .project import write_project
 
-    return write_project(graph, out_dir, synth=synth, **options)
+    targets = synth.split(",") if isinstance(synth, str) else synth
+    return write_project(graph, out_dir, synth=targets, pnr=pnr, simulator=simulator,
+                         input_max=input_max, timeout_s=timeout_s)
 
 
-__all__ = ["capabilities", "check", "compile", "run", "run_hdl"]
+__all__ = ["capabilities", "check", "compile", "name", "run", "run_hdl"]

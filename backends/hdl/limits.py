@@ -15,6 +15,7 @@ import numpy as np
 from nmcompile.errors import LimitError
 from nmcompile.ir import Graph, Input
 from nmcompile.ir.quantized import QConv2d, QDense, QSparse
+from nmcompile.ir.synapses import conv_output_hw, window_pairs
 from nmcompile.quantization.profiles import Profile
 
 
@@ -115,14 +116,6 @@ class CoreLimits:
                              f"the core's {self.max_u_bits}; lower its weights or weight_exp")
 
 
-def conv_output_hw(node: QConv2d, h: int, w: int) -> tuple[int, int]:
-    """A convolution's output height and width for an input of h x w."""
-    (kh, kw), (s0, s1) = node.weight.shape[2:], node.stride
-    (p0, p1), (d0, d1) = node.padding, node.dilation
-    return ((h + 2 * p0 - d0 * (kh - 1) - 1) // s0 + 1,
-            (w + 2 * p1 - d1 * (kw - 1) - 1) // s1 + 1)
-
-
 def synapse_count(node: QDense | QSparse | QConv2d | None, in_shape: tuple[int, ...],
                   n_src: int) -> int:
     """Synapses a projection stores in the core, without building them."""
@@ -133,13 +126,7 @@ def synapse_count(node: QDense | QSparse | QConv2d | None, in_shape: tuple[int, 
     if isinstance(node, QSparse):
         return len(node.values)
     assert isinstance(node, QConv2d)
-    _, h, w = in_shape
     c_out, cg, kh, kw = node.weight.shape
-    (s0, s1), (p0, p1), (d0, d1) = node.stride, node.padding, node.dilation
-    ho, wo = conv_output_hw(node, h, w)
-
-    def valid(n_out: int, stride: int, pad: int, dil: int, k: int, size: int) -> int:
-        pos = np.arange(n_out)[:, None] * stride - pad + np.arange(k)[None, :] * dil
-        return int(((pos >= 0) & (pos < size)).sum())
-
-    return c_out * cg * valid(ho, s0, p0, d0, kh, h) * valid(wo, s1, p1, d1, kw, w)
+    geometry = ((kh, kw), node.stride, node.padding, node.dilation)
+    return c_out * cg * window_pairs(in_shape[1:], conv_output_hw(in_shape[1:], *geometry),
+                                     *geometry)

@@ -22,7 +22,6 @@ raised to match (exact: the shift applies to the sum).
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -30,9 +29,10 @@ import numpy as np
 from nmcompile.errors import UnsupportedError
 from nmcompile.ir import Graph, Input, Output
 from nmcompile.ir.quantized import QALIF, QLI, QLIF, STATE_BITS, QConv2d, QDense, QSparse
+from nmcompile.ir.synapses import conv_output_hw, conv_synapses, source_lists
 from nmcompile.quantization.profiles import Profile, get_profile
 
-from .limits import CoreLimits, conv_output_hw, synapse_count
+from .limits import CoreLimits, synapse_count
 
 PROJECTIONS = (QDense, QSparse, QConv2d)
 NEURONS = (QLIF, QALIF, QLI)
@@ -180,28 +180,10 @@ def _is_source(node) -> bool:
 def _conv_synapses(node: QConv2d, in_shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
     """Every (input position, output position, weight) a convolution's kernel reaches, zero
     weights included (the emulator counts those events too); flat C-order indices."""
-    _, h, w = in_shape
-    c_out, cg, kh, kw = node.weight.shape
-    (s0, s1), (p0, p1), (d0, d1), groups = node.stride, node.padding, node.dilation, node.groups
-    ho, wo = conv_output_hw(node, h, w)
-    co, ci, ky, kx, oy, ox = np.meshgrid(np.arange(c_out), np.arange(cg), np.arange(kh),
-                                         np.arange(kw), np.arange(ho), np.arange(wo),
-                                         indexing="ij")
-    iy, ix = oy * s0 - p0 + ky * d0, ox * s1 - p1 + kx * d1
-    inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
-    co, ci, ky, kx, oy, ox, iy, ix = (a[inside] for a in (co, ci, ky, kx, oy, ox, iy, ix))
-    channel = (co // (c_out // groups)) * cg + ci
-    src = (channel * h + iy) * w + ix
-    dst = (co * ho + oy) * wo + ox
-    return src, dst, node.weight[co, ci, ky, kx]
-
-
-def _list_fanout(n_src: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray
-                 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    order = np.argsort(src, kind="stable")
-    src, dst, weight = src[order], dst[order], weight[order]
-    cuts = np.searchsorted(src, np.arange(n_src + 1))
-    return [(dst[a:b], weight[a:b]) for a, b in itertools.pairwise(cuts)]
+    geometry = (node.stride, node.padding, node.dilation)
+    out_hw = conv_output_hw(in_shape[1:], node.weight.shape[2:], *geometry)
+    return conv_synapses(node.weight, in_shape, (node.weight.shape[0], *out_hw), *geometry,
+                         node.groups)
 
 
 def _common_shift(weights: list[np.ndarray]) -> int:
@@ -225,10 +207,10 @@ def _projection(name: str | None, node, src: int, dst: int, delays: tuple[int, i
         fan = [(np.arange(0), w[:, i]) for i in range(n_src)]
         is_list = False
     elif isinstance(node, QSparse):
-        fan = _list_fanout(n_src, node.cols, node.rows, node.values)
+        fan = source_lists(n_src, node.cols, node.rows, node.values)
         is_list = True
     else:
-        fan = _list_fanout(n_src, *_conv_synapses(node, in_shape))
+        fan = source_lists(n_src, *_conv_synapses(node, in_shape))
         is_list = True
     ws = _common_shift([w for _, w in fan])
     fan = [(t, w >> ws) for t, w in fan]

@@ -29,6 +29,7 @@ from backends.emulator import run as emulate
 from nmcompile.errors import NmcompileError
 from nmcompile.ir import Graph
 from nmcompile.ir.inputs import normalize_inputs
+from nmcompile.ir.names import UniqueNames
 
 from . import synth as synth_mod
 from .hexfiles import params_header, write_memories
@@ -59,17 +60,8 @@ def identifiers(names: list[str], prefix: str) -> list[str]:
     character outside [A-Za-z0-9_] replaced by '_', numbered on a collision). A list, not a
     dict: two equal names (a node called "a_to_b" and the direct edge a -> b) get two.
     Collisions are checked ignoring case, so the names stay distinct for tools that fold it."""
-    out: list[str] = []
-    taken: set[str] = set()
-    for name in names:
-        base = prefix + re.sub(r"[^A-Za-z0-9_]", "_", name)
-        ident, k = base, 1
-        while ident.lower() in taken or ident in VERILOG_KEYWORDS:
-            k += 1
-            ident = f"{base}_{k}"
-        taken.add(ident.lower())
-        out.append(ident)
-    return out
+    taken = UniqueNames(sep="_", first=2, key=str.lower, reserved=VERILOG_KEYWORDS)
+    return [taken(prefix + re.sub(r"[^A-Za-z0-9_]", "_", name)) for name in names]
 
 
 def _example(graph: Graph) -> tuple[dict[str, np.ndarray] | np.ndarray, str]:

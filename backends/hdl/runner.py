@@ -11,10 +11,10 @@ import numpy as np
 
 from nmcompile.errors import LimitError
 from nmcompile.ir import Graph
-from nmcompile.ir.inputs import check_activity, delayed, normalize_inputs
+from nmcompile.ir.inputs import check_activity, normalize_inputs
 from nmcompile.procs import Reaper
 from nmcompile.quantization.profiles import Profile
-from nmcompile.result import RunResult
+from nmcompile.result import RunResult, assemble_outputs
 
 from .hexfiles import write_memories
 from .program import Program, build_program, fit
@@ -126,14 +126,7 @@ def _result(program: Program, params: dict[str, int], resp: Response,
         layer_out[layer.name] = out
     spiking = [layer.name for layer in program.neuron_layers if layer.kind != "li"]
 
-    outputs = {}
-    for name, preds in program.outputs.items():
-        total = None
-        for src, d in preds:
-            part = delayed(layer_out[src].astype(np.int64), d)
-            total = part if total is None else total + part
-        dtype = np.uint8 if all(src in spiking for src, _ in preds) else np.int64
-        outputs[name] = total.astype(dtype)
+    outputs = assemble_outputs(program.outputs, layer_out, spiking)
 
     states = {}
     if record:

@@ -2,7 +2,7 @@
 
 Importing this package installs the Python 3.11 import shim for lava-nc 0.10 (see
 :mod:`backends.lava.compat`), so any later ``import lava...`` works, and nothing else: the
-backend's functions (`capabilities`, `check`, `run`, `run_many`, `compile`, `build`, `lower`)
+backend's members (`capabilities`, `check`, `run`, `run_many`, `compile`, `build`, `lower`)
 are loaded on first use from `backends.lava.api`, and Lava itself only where a Lava process
 is built. This keeps `import backends.lava` cheap, and lets the Lava worker interpreter
 (`backends.lava.worker`) start without nmcompile's heavier imports.
@@ -15,6 +15,7 @@ from backends.lava import compat
 compat.install()
 
 _API = ("capabilities", "check", "run", "run_many", "compile", "build", "lower")
+name = "lava"
 
 
 def __getattr__(name: str) -> Any:

@@ -2,39 +2,41 @@
 embedding the lowered processes in your own Lava application.
 
 `run` never runs Lava in the calling process: it lowers the graph here, then runs the Lava
-processes in a fresh worker interpreter (see `session.py`), and re-aligns what Lava recorded
+processes in a fresh worker interpreter (see `isolation.py`), and re-aligns what Lava recorded
 to IR time.
 """
 
 from __future__ import annotations
 
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from nmcompile.contract import (
+    BASE_COUNTERS,
+    Capabilities,
+    Option,
+    Problem,
+    node_problems,
+    raise_problems,
+)
 from nmcompile.errors import LimitError, NmcompileError
 from nmcompile.ir import Graph
 from nmcompile.ir.inputs import delayed, normalize_inputs
 from nmcompile.result import RunResult
 
-from .lowering import MAX_PROCESSES, SUPPORTED, check, lower
+from .isolation import LavaRunError
+from .lowering import MAX_PROCESSES, SUPPORTED, lower
 from .plan import Plan
-from .runner import LavaRunError
 
 if TYPE_CHECKING:
     from .build import LavaNetwork
 
-__all__ = ["build", "capabilities", "check", "compile", "lower", "run", "run_many"]
-
-capabilities = {
-    "nodes": SUPPORTED,
-    "edge_delays": True,
-    "cycles": "when a cycle's IR delay is at least its number of projections",
-    "weights": "8-bit Loihi synapses, unchanged by Lava's weight preparation",
-}
+__all__ = ["build", "capabilities", "check", "compile", "lower", "name", "run", "run_many"]
 
 #: Bytes of block-diagonal weights one batched network may hold (int64, before Lava's int32).
 BATCH_BYTES = 64 << 20
@@ -42,6 +44,41 @@ MAX_BATCH = 16
 #: Bytes the Extractor buffers of one run may hold (Lava's recorders buffer float64).
 RECORD_BYTES = 1 << 30
 DEFAULT_TIMEOUT_S = 600.0
+
+name = "lava"
+capabilities = Capabilities(
+    nodes=SUPPORTED,
+    counters=(*BASE_COUNTERS, "lava"),
+    options=(
+        Option("timeout_s", float, DEFAULT_TIMEOUT_S, "seconds the whole run, start-up "
+               "included, may take before its Lava worker is stopped", verbs=("run",)),
+        Option("max_batch", int, None, f"samples per Lava network (default: as many as "
+               f"{BATCH_BYTES >> 20} MiB of block-diagonal weights hold, at most {MAX_BATCH})",
+               verbs=("run",)),
+        Option("max_processes", int, MAX_PROCESSES, "Lava processes a graph may need (a long "
+               "edge delay adds a delay line per 64 steps)"),
+        Option("spikes", np.ndarray, None, "an example input written with the program "
+               "(default: the model's data set or random spikes)", verbs=("compile",)),
+    ),
+    tools=("lava-nc 0.10.0",),
+    notes=("a cycle runs when its IR delay is at least its number of projections",
+           "weights: 8-bit Loihi synapses, unchanged by Lava's weight preparation"),
+)
+
+
+def check(graph: Graph) -> list[Problem]:
+    """What the Lava backend cannot lower, each naming its node, before any work: node
+    types, then whatever the lowering refuses (weights Lava would change, cycles shorter than
+    their Lava hops). The number of Lava processes is an option's limit (`max_processes`):
+    `run` and `compile` check it against theirs."""
+    problems = node_problems(graph, name, capabilities)
+    if problems:
+        return problems
+    try:
+        lower(graph, max_processes=sys.maxsize)
+    except NmcompileError as exc:
+        return [Problem.of(exc)]
+    return []
 #: Networks run side by side in one Lava run up to this many Lava processes (each one an OS
 #: process stepping in lockstep): fewer runs, fewer fixed start-up costs.
 GROUP_PROCESSES = 48
@@ -104,8 +141,7 @@ def _job(plan: Plan, inputs: Mapping[str, np.ndarray], b0: int, b1: int, T: int
 def _prepare(graph: Graph, spikes: Spikes, max_batch: int | None,
              max_processes: int = MAX_PROCESSES
              ) -> tuple[Plan, dict[str, np.ndarray], int, int, list[tuple[int, int]]]:
-    if not all(isinstance(node, SUPPORTED) for node in graph.nodes.values()):
-        lower(graph)  # raises the error naming the node
+    raise_problems(node_problems(graph, name, capabilities))  # before the inputs are read
     shapes = graph.validate()
     inputs, T, B = _inputs(graph, spikes, shapes)
     plan = lower(graph, _graded(inputs), max_processes=max_processes)
@@ -132,6 +168,8 @@ def _aligned(plan: Plan, results: Sequence[Mapping[str, np.ndarray]], T: int,
 def _assemble(graph: Graph, plan: Plan, inputs: Mapping[str, np.ndarray],
               results: Sequence[Mapping[str, np.ndarray]], T: int, B: int,
               chunks: Sequence[tuple[int, int]], record: bool) -> RunResult:
+    from nmcompile.result import assemble_outputs
+
     for r in results:
         for key in r:
             if key.startswith("weights_ok/") and not bool(r[key]):
@@ -142,11 +180,7 @@ def _assemble(graph: Graph, plan: Plan, inputs: Mapping[str, np.ndarray],
     spiking = [layer.name for layer in plan.layers if layer.spiking]
     spikes = {n: values[n].astype(np.uint8) for n in spiking}
     flat = {**{n: v.reshape(T, B, -1) for n, v in inputs.items()}, **values}
-    outputs = {}
-    for spec in plan.outputs:
-        total = sum(delayed(flat[s], d) for s, d in spec.sources)
-        outputs[spec.name] = total.astype(np.uint8) if all(
-            s in spiking for s, _ in spec.sources) else total.astype(np.int64)
+    outputs = assemble_outputs({spec.name: spec.sources for spec in plan.outputs}, flat, spiking)
     events: dict[str, int] = {}
     for count in plan.counts:
         fan = np.empty_like(results[0][f"fanout/{count.proc}"])
@@ -199,7 +233,7 @@ def run_many(items: Sequence[tuple[Graph, Spikes]], *, record: bool = False,
              timeout_s: float = DEFAULT_TIMEOUT_S, max_batch: int | None = None,
              max_processes: int = MAX_PROCESSES) -> list[RunResult]:
     """`run` for several graphs in one Lava worker (one start-up for all)."""
-    from .session import run_jobs
+    from .isolation import run_jobs
 
     prepared = [_prepare(graph, spikes, max_batch, max_processes) for graph, spikes in items]
     jobs, sizes = [], []

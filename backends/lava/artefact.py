@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -28,21 +28,12 @@ import numpy as np
 
 from nmcompile.ir import Graph
 
-from .plan import Plan, ProcSpec
+from .plan import ENCODINGS, KINDS, Plan, ProcSpec
 
 HERE = Path(__file__).resolve().parent
 EXAMPLE_STEPS = 32
-MODEL_CLASS = {"LIF": "PyLifModelBitAcc", "LIFReset": "PyLifResetModelBitAcc",
-               "FixedNeuron": "PyFixedNeuronModel",
-               "Dense": "PyDenseModelBitAcc", "DelayDense": "PyDelayDenseModelBitAcc",
-               "Sparse": "PySparseModelBitAcc", "DelaySparse": "PyDelaySparseModelBitAcc",
-               "Conv": "PyConvModelFixed"}
-IMPORTS = {
-    "LIF": ("lava.proc.lif", "LIF"), "LIFReset": ("lava.proc.lif", "LIFReset"),
-    "Dense": ("lava.proc.dense", "Dense"),
-    "DelayDense": ("lava.proc.dense", "DelayDense"), "Sparse": ("lava.proc.sparse", "Sparse"),
-    "DelaySparse": ("lava.proc.sparse", "DelaySparse"), "Conv": ("lava.proc.conv", "Conv"),
-}
+#: Where a custom kind's classes are in the artefact: its copy of `models.py`.
+CUSTOM_MODULE = "nmc_models"
 
 
 def _comment(text: str) -> str:
@@ -67,44 +58,37 @@ def _value(spec: ProcSpec, param: str, arrays: dict[str, np.ndarray]) -> str:
     return repr(int(value))
 
 
+def _sparse(spec: ProcSpec, key: str, arrays: dict[str, np.ndarray]) -> str:
+    for part in ("rows", "cols", "values"):
+        _value(spec, part, arrays)
+    return f"sparse(p, {spec.name!r}, {tuple(int(s) for s in spec.params['shape'])!r})"
+
+
+def _sparse_delays(spec: ProcSpec, key: str, arrays: dict[str, np.ndarray]) -> str:
+    return (f"sparse(p, {spec.name!r}, {tuple(int(s) for s in spec.params['shape'])!r}, "
+            f"delay={int(spec.params[key])})")
+
+
+#: encoding (`plan.ENCODINGS`) -> the source text of the argument `build.MAKE` makes, from
+#: the spec and the parameter's name; arrays go to params.npz.
+WRITE: dict[str, Callable[[ProcSpec, str, dict[str, np.ndarray]], str]] = {
+    "int": _value,
+    "value": _value,
+    "array": _value,
+    "tuple": _value,
+    "neurons": lambda spec, key, arrays: f"({int(spec.params[key])},)",
+    "sign_mode": lambda spec, key, arrays: f"SignMode.{str(spec.params[key]).upper()}",
+    "csr": _sparse,
+    "csr_delays": _sparse_delays,
+}
+assert tuple(WRITE) == ENCODINGS
+
+
 def _constructor(spec: ProcSpec, arrays: dict[str, np.ndarray]) -> str:
-    p = spec.params
-
-    def v(param: str) -> str:
-        return _value(spec, param, arrays)
-
-    name = f"name={spec.name!r}"
-    if spec.kind in ("LIF", "LIFReset"):
-        args = [f"shape=({int(p['n'])},)", f"du={v('du')}", f"dv={v('dv')}", f"vth={v('vth')}",
-                f"bias_mant={v('bias_mant')}", f"bias_exp={v('bias_exp')}"]
-        if spec.kind == "LIFReset":
-            args += [f"reset_interval={v('reset_interval')}", f"reset_offset={v('reset_offset')}"]
-    elif spec.kind == "FixedNeuron":
-        args = [f"{k}={v(k)}" for k in ("n", "du", "dv", "bias_mant", "bias_exp", "vth",
-                                         "vth_step", "da", "spiking", "adaptive", "subtract",
-                                         "start")]
-    elif spec.kind == "Conv":
-        args = [f"weight={v('weight')}"] + [f"{k}={v(k)}" for k in (
-            "input_shape", "padding", "stride", "dilation", "groups", "num_message_bits")]
-    else:
-        if spec.kind in ("Dense", "DelayDense"):
-            args = [f"weights={v('weights')}"]
-        else:
-            for part in ("rows", "cols", "values"):
-                _value(spec, part, arrays)
-            args = [f"weights=sparse(p, {spec.name!r}, {tuple(int(s) for s in p['shape'])!r})"]
-        if spec.kind == "DelayDense":
-            args.append(f"delays={v('delays')}")
-        if spec.kind == "DelaySparse":
-            d = int(p["delays"])
-            args.append(f"delays=sparse(p, {spec.name!r}, "
-                        f"{tuple(int(s) for s in p['shape'])!r}, delay={d})")
-            args.append(f"max_delay={d}")
-        args += [f"weight_exp={v('weight_exp')}", f"num_weight_bits={v('num_weight_bits')}",
-                 f"sign_mode=SignMode.{str(p['sign_mode']).upper()}",
-                 f"num_message_bits={v('num_message_bits')}"]
-    head = f"procs[{spec.name!r}] = {spec.kind}("
-    body = (",\n" + " " * 8).join([*args, name])
+    kind = spec.entry
+    args = [f"{arg}={WRITE[how](spec, key, arrays)}" for arg, how, key in kind.args]
+    head = f"procs[{spec.name!r}] = {kind.process}("
+    body = (",\n" + " " * 8).join([*args, f"name={spec.name!r}"])
     return f"{head}\n        {body})"
 
 
@@ -138,14 +122,16 @@ def network_source(plan: Plan, arrays: dict[str, np.ndarray], title: str) -> str
         "lava_compat.install()",
         "",
     ]
-    for module in sorted({IMPORTS[k][0] for k in kinds if k in IMPORTS}):
-        names = sorted({IMPORTS[k][1] for k in kinds if IMPORTS.get(k, ("",))[0] == module})
-        models = sorted({MODEL_CLASS[k] for k in kinds if IMPORTS.get(k, ("",))[0] == module})
-        lines.append(f"from {module}.models import {', '.join(models)}  # noqa: E402")
-        lines.append(f"from {module}.process import {', '.join(names)}  # noqa: E402")
+    used = [KINDS[k] for k in sorted(kinds)]
+    for package in sorted({k.package for k in used if k.package is not None}):
+        names = sorted({k.process for k in used if k.package == package})
+        models = sorted({k.model for k in used if k.package == package})
+        lines.append(f"from {package}.models import {', '.join(models)}  # noqa: E402")
+        lines.append(f"from {package}.process import {', '.join(names)}  # noqa: E402")
     lines.append("from lava.utils.weightutils import SignMode  # noqa: E402")
-    if "FixedNeuron" in kinds:
-        lines.append("from nmc_models import FixedNeuron, PyFixedNeuronModel  # noqa: E402")
+    custom = sorted({name for k in used if k.package is None for name in (k.process, k.model)})
+    if custom:
+        lines.append(f"from {CUSTOM_MODULE} import {', '.join(custom)}  # noqa: E402")
     depths = {x.name: x.depth for x in plan.inputs + plan.layers}
     lines += [
         "",
@@ -204,7 +190,7 @@ def network_source(plan: Plan, arrays: dict[str, np.ndarray], title: str) -> str
     lines.append("    }")
     lines.append("    models = {")
     for spec in plan.procs:
-        lines.append(f"        procs[{spec.name!r}]: {MODEL_CLASS[spec.kind]},")
+        lines.append(f"        procs[{spec.name!r}]: {spec.entry.model},")
     lines += ["    }", "    return procs, inputs, models", ""]
     for x in plan.inputs + plan.layers:
         arrays[f"perm/{x.name}"] = x.perm
@@ -381,8 +367,8 @@ def write(graph: Graph, out: Path, spikes: np.ndarray | Mapping[str, np.ndarray]
     (out / "run.py").write_text(RUN_SOURCE)
     np.savez(out / "params.npz", **arrays)
     shutil.copyfile(HERE / "compat.py", out / "lava_compat.py")
-    if any(p.kind == "FixedNeuron" for p in plan.procs):
-        shutil.copyfile(HERE / "models.py", out / "nmc_models.py")
+    if any(not p.stock for p in plan.procs):
+        shutil.copyfile(HERE / "models.py", out / f"{CUSTOM_MODULE}.py")
     example = spikes is None
     if spikes is None:
         rng = np.random.default_rng(0)

@@ -8,7 +8,8 @@ single image, so plans with one are built for B = 1.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import importlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,36 +20,27 @@ import scipy.sparse as sp
 from lava.magma.core.process.ports.ports import AbstractPort
 from lava.magma.core.process.process import AbstractProcess
 from lava.magma.core.run_configs import Loihi2SimCfg
-from lava.proc.conv.models import PyConvModelFixed
-from lava.proc.conv.process import Conv
-from lava.proc.dense.models import PyDelayDenseModelBitAcc, PyDenseModelBitAcc
-from lava.proc.dense.process import DelayDense, Dense
 from lava.proc.io.extractor import Extractor, PyLoihiExtractorModel
 from lava.proc.io.source import PySendModelFixed, RingBuffer
-from lava.proc.lif.models import PyLifModelBitAcc, PyLifResetModelBitAcc
-from lava.proc.lif.process import LIF, LIFReset
-from lava.proc.sparse.models import PyDelaySparseModelBitAcc, PySparseModelBitAcc
-from lava.proc.sparse.process import DelaySparse, Sparse
 from lava.utils.weightutils import SignMode
 
-from backends.lava.models import FixedNeuron, PyFixedNeuronModel
-from backends.lava.plan import Plan, ProcSpec
+from backends.lava.plan import ENCODINGS, KINDS, Kind, Plan, ProcSpec
 
-#: kind -> (process class, bit-accurate CPU model). Passed to the run config per process
-#: (`exception_proc_model_map`), so Lava never scans folders for models.
-KINDS: dict[str, tuple[type, type]] = {
-    "LIF": (LIF, PyLifModelBitAcc),
-    "LIFReset": (LIFReset, PyLifResetModelBitAcc),
-    "FixedNeuron": (FixedNeuron, PyFixedNeuronModel),
-    "Dense": (Dense, PyDenseModelBitAcc),
-    "DelayDense": (DelayDense, PyDelayDenseModelBitAcc),
-    "Sparse": (Sparse, PySparseModelBitAcc),
-    "DelaySparse": (DelaySparse, PyDelaySparseModelBitAcc),
-    "Conv": (Conv, PyConvModelFixed),
-}
-#: Which Var of a connection process holds its weights.
-WEIGHT_VAR = {"Dense": "weights", "DelayDense": "weights", "Sparse": "weights",
-              "DelaySparse": "weights", "Conv": "weight"}
+
+def _classes(kind: Kind) -> tuple[type, type]:
+    """The process class and bit-accurate CPU model `kind` names (see `plan.KINDS`)."""
+    if kind.package is None:
+        from backends.lava import models
+
+        return getattr(models, kind.process), getattr(models, kind.model)
+    return (getattr(importlib.import_module(f"{kind.package}.process"), kind.process),
+            getattr(importlib.import_module(f"{kind.package}.models"), kind.model))
+
+
+#: kind -> (process class, bit-accurate CPU model), resolved from `plan.KINDS` on import. The
+#: model is passed to the run config per process (`exception_proc_model_map`), so Lava never
+#: scans folders for models.
+CLASSES: dict[str, tuple[type, type]] = {name: _classes(kind) for name, kind in KINDS.items()}
 
 
 @dataclass
@@ -93,8 +85,8 @@ def replicate(spec: ProcSpec, batch: int) -> dict[str, Any]:
     p = dict(spec.params)
     if batch == 1:
         return p
-    if spec.kind == "Conv":
-        raise ValueError(f"{spec.name}: Lava's Conv takes one image; build with batch=1")
+    if spec.is_image:
+        raise ValueError(f"{spec.name}: Lava's {spec.kind} takes one image; build with batch=1")
     if spec.is_neuron:
         p["n"] = p["n"] * batch
         for key, value in spec.params.items():
@@ -119,41 +111,33 @@ def csr(p: Mapping[str, Any]) -> sp.csr_matrix:
                          shape=tuple(p["shape"]))
 
 
+def _delays(p: Mapping[str, Any], key: str) -> sp.csr_matrix:
+    delays = csr(p)
+    delays.data = np.full(delays.data.shape, int(p[key]), dtype=int)
+    return delays
+
+
+#: encoding (`plan.ENCODINGS`) -> the argument made from (replicated) parameters `p` and
+#: the parameter's name; `artefact.WRITE` writes the same argument as source.
+MAKE: dict[str, Callable[[Mapping[str, Any], str], Any]] = {
+    "int": lambda p, key: int(p[key]),
+    "value": lambda p, key: p[key],
+    "array": lambda p, key: np.asarray(p[key]),
+    "tuple": lambda p, key: tuple(p[key]),
+    "neurons": lambda p, key: (int(p[key]),),
+    "sign_mode": lambda p, key: SignMode[str(p[key]).upper()],
+    "csr": lambda p, key: csr(p),
+    "csr_delays": _delays,
+}
+assert tuple(MAKE) == ENCODINGS
+
+
 def construct(kind: str, p: Mapping[str, Any], name: str) -> AbstractProcess:
-    """One process from its (replicated) parameters."""
-    if kind in ("LIF", "LIFReset"):
-        lif = {"shape": (int(p["n"]),), "du": int(p["du"]), "dv": int(p["dv"]),
-               "vth": int(p["vth"]), "bias_mant": p["bias_mant"], "bias_exp": p["bias_exp"],
-               "name": name}
-        if kind == "LIF":
-            return LIF(**lif)
-        return LIFReset(**lif, reset_interval=int(p["reset_interval"]),
-                        reset_offset=int(p["reset_offset"]))
-    if kind == "FixedNeuron":
-        return FixedNeuron(**{k: p[k] for k in ("n", "du", "dv", "bias_mant", "bias_exp",
-                                                "vth", "vth_step", "da", "spiking",
-                                                "adaptive", "subtract", "start")}, name=name)
-    if kind == "Conv":
-        return Conv(weight=np.asarray(p["weight"]), input_shape=tuple(p["input_shape"]),
-                    padding=tuple(p["padding"]), stride=tuple(p["stride"]),
-                    dilation=tuple(p["dilation"]), groups=int(p["groups"]),
-                    num_message_bits=int(p["num_message_bits"]), name=name)
-    common = {"weight_exp": int(p["weight_exp"]), "num_weight_bits": int(p["num_weight_bits"]),
-              "sign_mode": SignMode[str(p["sign_mode"]).upper()],
-              "num_message_bits": int(p["num_message_bits"]), "name": name}
-    if kind == "Dense":
-        return Dense(weights=np.asarray(p["weights"]), **common)
-    if kind == "DelayDense":
-        return DelayDense(weights=np.asarray(p["weights"]), delays=int(p["delays"]), **common)
-    weights = csr(p)
-    if kind == "Sparse":
-        return Sparse(weights=weights, **common)
-    if kind == "DelaySparse":
-        delays = weights.copy()
-        delays.data = np.full(delays.data.shape, int(p["delays"]), dtype=int)
-        return DelaySparse(weights=weights, delays=delays, max_delay=int(p["delays"]),
-                           **common)
-    raise ValueError(f"unknown process kind {kind!r}")
+    """One process from its (replicated) parameters, as `plan.KINDS` describes its kind."""
+    if kind not in KINDS:
+        raise ValueError(f"unknown process kind {kind!r}")
+    args = {arg: MAKE[how](p, key) for arg, how, key in KINDS[kind].args}
+    return CLASSES[kind][0](**args, name=name)
 
 
 def _in_port(proc: AbstractProcess, spec: ProcSpec) -> AbstractPort:
@@ -185,7 +169,7 @@ def build(plan: Plan, batch: int = 1, inputs: Mapping[str, np.ndarray] | None = 
     for spec in plan.procs:
         proc = construct(spec.kind, replicate(spec, batch), spec.name)
         procs[spec.name] = proc
-        model_map[proc] = KINDS[spec.kind][1]
+        model_map[proc] = CLASSES[spec.kind][1]
     input_ports: dict[str, list[AbstractPort]] = {x.name: [] for x in plan.inputs}
     for spec in plan.procs:
         dst = _in_port(procs[spec.name], spec)

@@ -13,38 +13,32 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from nmcompile.ir import synapses
+
 
 def matrix_fanout(weights: np.ndarray, batch: int) -> np.ndarray:
     """A dense matrix stores every entry: each input reaches every output of its block."""
     out, inp = weights.shape[0] // batch, weights.shape[1] // batch
-    return np.full(inp, out, dtype=np.int64)
+    return synapses.matrix_fanout(weights[:out, :inp])
 
 
 def sparse_fanout(weights: sp.spmatrix, batch: int) -> np.ndarray:
     """Stored entries per column of the first sample's block."""
     out, inp = weights.shape[0] // batch, weights.shape[1] // batch
-    block = sp.csc_matrix(weights)[:out, :inp]
-    return np.diff(block.indptr).astype(np.int64)
-
-
-def _axis_fanout(size_in: int, size_out: int, k: int, stride: int, pad: int, dil: int
-                 ) -> np.ndarray:
-    """For each input coordinate, the (output, tap) pairs of one spatial axis reaching it."""
-    x, i = np.meshgrid(np.arange(size_out), np.arange(k), indexing="ij")
-    pos = (x * stride - pad + i * dil).ravel()
-    pos = pos[(pos >= 0) & (pos < size_in)]
-    return np.bincount(pos, minlength=size_in).astype(np.int64)
+    block = sp.csc_matrix(weights)[:out, :inp].tocoo()
+    return synapses.sparse_fanout(block.col, block.data, inp)
 
 
 def conv_fanout(kernel_shape: Sequence[int], input_shape: Sequence[int],
                 output_shape: Sequence[int], stride: Sequence[int], padding: Sequence[int],
                 dilation: Sequence[int], groups: int) -> np.ndarray:
     """Taps per input neuron of a Lava `Conv` ((X, Y, C) order, kernel (C_out, X, Y, C_in/g)),
-    zero weights included: every tap inside the input is a stored synapse."""
-    c_out, kx, ky, _ = kernel_shape
+    zero weights included: every tap inside the input is a stored synapse. The IR's fan-out
+    on (C, X, Y), moved to Lava's order."""
+    c_out, kx, ky, cg = kernel_shape
     xi, yi, ci = input_shape
     xo, yo, _ = output_shape
-    fx = _axis_fanout(xi, xo, kx, stride[0], padding[0], dilation[0])
-    fy = _axis_fanout(yi, yo, ky, stride[1], padding[1], dilation[1])
-    per_channel = c_out // groups
-    return (fx[:, None, None] * fy[None, :, None] * np.full((1, 1, ci), per_channel)).ravel()
+    kernel = np.broadcast_to(np.ones((), bool), (c_out, cg, kx, ky))  # only its shape is read
+    fan = synapses.conv_fanout(kernel, (ci, xi, yi), (c_out, xo, yo), stride, padding,
+                               dilation, groups)
+    return fan.reshape(ci, xi, yi).transpose(1, 2, 0).ravel()

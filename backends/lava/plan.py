@@ -11,6 +11,12 @@ the IR has (C, H, W); `perm[i]` is the IR flat index of Lava neuron i.
 Time: `depth` is the number of Lava steps between a layer's IR step and the Lava step on which
 it emits it (each `Dense`/`Sparse`/`Conv` adds one). A layer's IR step t is Lava step
 `t + depth` (counted from 0; Lava's own `time_step` is that plus one).
+
+Kinds: `KINDS` is the one table of the Lava process kinds a plan may use: where each kind's
+process and model classes live, its constructor arguments, and what it is (neuron layer,
+image, weights). `build.py` constructs a process from it and `artefact.py` writes the same
+constructor call as source, each by reading the table: a new kind is one entry here (plus,
+for a new way of passing an argument, one entry in each of their `ENCODINGS` tables).
 """
 
 from __future__ import annotations
@@ -21,13 +27,83 @@ from typing import Any
 
 import numpy as np
 
-#: Process kinds that are stock Lava 0.10 (deployable through Lava's Loihi run configs).
-STOCK_KINDS = ("LIF", "LIFReset", "Dense", "DelayDense", "Sparse", "DelaySparse", "Conv")
-#: Process kinds implemented in this backend (bit-accurate, CPU simulation only).
-CUSTOM_KINDS = ("FixedNeuron",)
-NEURON_KINDS = ("LIF", "LIFReset", "FixedNeuron")
 #: Loihi 2 synaptic delays have 6 bits (DelayDense / DelaySparse refuse more).
 MAX_SYNAPTIC_DELAY = 63
+
+#: How a constructor argument is made from a plan parameter (`Kind.args`):
+#: - "int": a Python int; "value": as stored (a scalar, or an array per neuron);
+#: - "array": a numpy array; "tuple": a tuple;
+#: - "neurons": the shape `(n,)` of a neuron layer, from the parameter `n`;
+#: - "sign_mode": the `lava.utils.weightutils.SignMode` member named by the string;
+#: - "csr": the csr matrix of the parameters `rows`, `cols`, `values` and `shape`;
+#: - "csr_delays": the same structure holding the (int) parameter everywhere.
+ENCODINGS = ("int", "value", "array", "tuple", "neurons", "sign_mode", "csr", "csr_delays")
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One Lava process kind, for `build.py` (live processes) and `artefact.py` (source).
+
+    `args`: the constructor's keyword arguments in the order the artefact writes them, each
+    (argument, encoding from `ENCODINGS`, plan parameter); `name=` follows them.
+    """
+
+    process: str  # the process class; also the kind's name in a `ProcSpec`
+    model: str  # its bit-accurate CPU model (passed per process: Lava never scans for one)
+    #: The Lava package holding both (`<package>.process`, `<package>.models`): a stock
+    #: process. None: this backend's `models.py` (`nmc_models.py` in an artefact), a custom
+    #: process for the CPU simulation only.
+    package: str | None
+    args: tuple[tuple[str, str, str], ...]
+    neuron: bool = False  # a neuron layer (`a_in` -> `s_out`, `n` neurons)
+    image: bool = False  # reads one (X, Y, C) image (Lava's Conv): one sample per process
+    weights: str | None = None  # the Var that holds a connection process's weights
+    read_back: bool = False  # whether Lava 0.10 can send those weights through a RefPort
+
+    @property
+    def stock(self) -> bool:
+        return self.package is not None
+
+
+def _ints(*names: str) -> tuple[tuple[str, str, str], ...]:
+    return tuple((name, "int", name) for name in names)
+
+
+_LIF = (("shape", "neurons", "n"), *_ints("du", "dv", "vth"),
+        ("bias_mant", "value", "bias_mant"), ("bias_exp", "value", "bias_exp"))
+_FIXED = tuple((k, "value", k) for k in ("n", "du", "dv", "bias_mant", "bias_exp", "vth",
+                                          "vth_step", "da", "spiking", "adaptive", "subtract",
+                                          "start"))
+_SYNAPSES = (*_ints("weight_exp", "num_weight_bits"), ("sign_mode", "sign_mode", "sign_mode"),
+             *_ints("num_message_bits"))
+_DENSE = (("weights", "array", "weights"),)
+_SPARSE = (("weights", "csr", ""),)
+
+#: Every Lava process kind a plan may hold: kind -> `Kind`.
+KINDS: dict[str, Kind] = {kind.process: kind for kind in (
+    Kind("LIF", "PyLifModelBitAcc", "lava.proc.lif", _LIF, neuron=True),
+    Kind("LIFReset", "PyLifResetModelBitAcc", "lava.proc.lif",
+         (*_LIF, *_ints("reset_interval", "reset_offset")), neuron=True),
+    Kind("FixedNeuron", "PyFixedNeuronModel", None, _FIXED, neuron=True),
+    Kind("Dense", "PyDenseModelBitAcc", "lava.proc.dense", (*_DENSE, *_SYNAPSES),
+         weights="weights", read_back=True),
+    Kind("DelayDense", "PyDelayDenseModelBitAcc", "lava.proc.dense",
+         (*_DENSE, *_ints("delays"), *_SYNAPSES), weights="weights", read_back=True),
+    Kind("Sparse", "PySparseModelBitAcc", "lava.proc.sparse", (*_SPARSE, *_SYNAPSES),
+         weights="weights"),
+    Kind("DelaySparse", "PyDelaySparseModelBitAcc", "lava.proc.sparse",
+         (*_SPARSE, ("delays", "csr_delays", "delays"), ("max_delay", "int", "delays"),
+          *_SYNAPSES), weights="weights"),
+    Kind("Conv", "PyConvModelFixed", "lava.proc.conv",
+         (("weight", "array", "weight"),
+          *((k, "tuple", k) for k in ("input_shape", "padding", "stride", "dilation")),
+          *_ints("groups", "num_message_bits")), image=True, weights="weight", read_back=True),
+)}
+#: Process kinds that are stock Lava 0.10 (deployable through Lava's Loihi run configs).
+STOCK_KINDS = tuple(k for k, kind in KINDS.items() if kind.stock)
+#: Process kinds implemented in this backend (bit-accurate, CPU simulation only).
+CUSTOM_KINDS = tuple(k for k, kind in KINDS.items() if not kind.stock)
+NEURON_KINDS = tuple(k for k, kind in KINDS.items() if kind.neuron)
 
 
 @dataclass
@@ -47,6 +123,14 @@ class ProcSpec:
     note: str = ""
 
     @property
+    def entry(self) -> Kind:
+        """This process's entry in `KINDS`."""
+        try:
+            return KINDS[self.kind]
+        except KeyError:
+            raise ValueError(f"unknown process kind {self.kind!r}") from None
+
+    @property
     def stock(self) -> bool:
         return self.kind in STOCK_KINDS
 
@@ -54,9 +138,14 @@ class ProcSpec:
     def is_neuron(self) -> bool:
         return self.kind in NEURON_KINDS
 
+    @property
+    def is_image(self) -> bool:
+        """Reads one (X, Y, C) image (Lava's `Conv`): shapes in its parameters, batch 1."""
+        return self.kind in KINDS and KINDS[self.kind].image
+
     def in_shape(self) -> tuple[int, ...]:
         p = self.params
-        if self.kind == "Conv":
+        if self.is_image:
             return tuple(p["input_shape"])
         if self.is_neuron:
             return (int(p["n"]),)
@@ -64,7 +153,7 @@ class ProcSpec:
 
     def out_shape(self) -> tuple[int, ...]:
         p = self.params
-        if self.kind == "Conv":
+        if self.is_image:
             return tuple(p["output_shape"])
         if self.is_neuron:
             return (int(p["n"]),)
@@ -133,7 +222,7 @@ class Plan:
     def batchable(self) -> bool:
         """Whether one Lava network can hold several samples side by side (block-diagonal
         weights). Lava's `Conv` reads one (X, Y, C) image, so a plan with one cannot."""
-        return not any(p.kind == "Conv" for p in self.procs)
+        return not any(p.is_image for p in self.procs)
 
     def report(self) -> list[dict[str, Any]]:
         """One row per Lava process: name, kind, IR node, stock (deployable) or custom."""

@@ -1,15 +1,18 @@
-"""The Lava side of a run, in a freshly started interpreter that imports no PyTorch.
+"""The worker interpreter's entry point: the Lava side of a run, without PyTorch.
 
 Lava forks one OS process per Lava process; forking a process in which PyTorch has started
-its thread pools can deadlock the child. So `session.py` starts this module with
+its thread pools can deadlock the child. So `isolation.run_jobs` starts this module with
 `python -m backends.lava.worker SCRATCH` (a new interpreter, not a fork and not
 `multiprocessing`'s spawn, which would re-import the caller's `__main__`), hands it plain
 arrays in `SCRATCH/job<k>.npz` (loaded with `allow_pickle=False`) and reads back
 `SCRATCH/result<k>.npz`, or `SCRATCH/error.json` when a job failed.
 
 `session.json` groups the jobs; each group is one Lava run holding its jobs' networks side by
-side, guarded by `runner.run_guarded` (deadline, clean-up of children and shared memory).
+side, guarded by `isolation.run_guarded` (deadline, clean-up of children and shared memory).
 Groups run one after the other in this one interpreter, so they share its start-up.
+
+This module imports only the standard library and numpy at the top (Lava and the rest of the
+backend where a job is run), so the interpreter starts light.
 """
 
 from __future__ import annotations
@@ -38,10 +41,10 @@ def execute(jobs: list[tuple[Any, int, dict[str, np.ndarray], int]], timeout_s: 
     that all networks, and unconnected parts of one graph, belong to the one process graph
     Lava compiles (it compiles what is connected to the process it runs).
     """
-    from backends.lava.build import WEIGHT_VAR, build, replicate
+    from backends.lava.build import build, replicate
     from backends.lava.fanout import conv_fanout, matrix_fanout, sparse_fanout
+    from backends.lava.isolation import run_guarded
     from backends.lava.models import weight_reader
-    from backends.lava.runner import run_guarded
 
     t0 = time.perf_counter()
     steps = max(job[3] for job in jobs)
@@ -54,8 +57,9 @@ def execute(jobs: list[tuple[Any, int, dict[str, np.ndarray], int]], timeout_s: 
         nets.append(net)
         counted = list(dict.fromkeys(c.proc for c in plan.counts))
         for name in counted:
-            if plan.proc(name).kind in ("Dense", "DelayDense", "Conv"):
-                sources.append((net.processes[name], WEIGHT_VAR[plan.proc(name).kind]))
+            kind = plan.proc(name).entry
+            if kind.read_back:
+                sources.append((net.processes[name], kind.weights))
                 read_back.append((k, name))
         for layer in plan.layers:  # join every layer (and so every network) into one run
             sources.append((net.processes[layer.name], "v"))
@@ -94,7 +98,7 @@ def execute(jobs: list[tuple[Any, int, dict[str, np.ndarray], int]], timeout_s: 
                 out[f"weights_ok/{name}"] = np.array(np.array_equal(w, want))
                 out[f"fanout/{name}"] = conv_fanout(
                     w.shape, p["input_shape"], p["output_shape"], p["stride"], p["padding"],
-                    p["dilation"], p["groups"]) if spec.kind == "Conv" else \
+                    p["dilation"], p["groups"]) if spec.is_image else \
                     matrix_fanout(w, batch)
             else:
                 # Lava 0.10 cannot send a csr Var through a RefPort, and Var.get() returns

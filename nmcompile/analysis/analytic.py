@@ -34,8 +34,8 @@ from ..errors import NmcompileError, UnsupportedError
 from ..ir import Graph
 from ..ir.projections import Conv2d, Dense
 from ..ir.quantized import QConv2d, QDense, QSparse
+from ..ir.synapses import conv_fanin
 from .counts import Counts, static_counts
-from .fanout import conv_fanin
 
 
 def fanin(node, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> np.ndarray:

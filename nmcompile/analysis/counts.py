@@ -28,8 +28,8 @@ from ..ir import Graph, Input, Neuron
 from ..ir.inputs import delayed
 from ..ir.projections import Conv2d, Dense
 from ..ir.quantized import QConv2d, QDense, QSparse
+from ..ir.synapses import conv_fanout, matrix_fanout, sparse_fanout
 from ..result import RunResult
-from .fanout import conv_fanout, matrix_fanout, sparse_fanout
 
 #: Counters a backend must keep for `from_result` to use them instead of recorded spikes.
 EXACT_COUNTERS = ("spikes", "neuron_updates", "active_neuron_updates", "synaptic_events",

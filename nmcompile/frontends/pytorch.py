@@ -20,6 +20,7 @@ from torch import nn
 from .. import nn as snn
 from ..errors import UnsupportedError
 from ..ir import AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output, Scale
+from ..ir.names import unique_name
 from . import snntorch as snntorch_layers
 
 SUPPORTED = ("nn.Linear, nn.Conv2d, nn.AvgPool2d, nn.Flatten, nn.Dropout, nn.Identity, "
@@ -63,9 +64,7 @@ class _Builder:
         return self.values[arg]
 
     def add(self, name: str, node: Any, sources: list[str]) -> list[str]:
-        base, k = name, 1
-        while name in self.g:
-            name, k = f"{base}_{k}", k + 1
+        name = unique_name(name, self.g, sep="_", first=1)
         self.g.add_node(name, node)
         for src in sources:
             self.g.add_edge(src, name, 0)

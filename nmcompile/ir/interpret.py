@@ -8,14 +8,16 @@ bit for bit wherever the model's own arithmetic is float64.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import NmcompileError
-from ..result import RunResult
+from ..contract import Capabilities, Problem, node_problems
+from ..errors import NmcompileError, UnsupportedError
+from ..result import RunResult, assemble_outputs
 from . import dynamics
 from .graph import Graph
 from .inputs import check_activity, normalize_inputs
@@ -120,7 +122,7 @@ def interpret(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,
         if isinstance(node, Neuron):
             neurons[name] = _NeuronState(node, batch, shapes[name])
             ops[name] = neurons[name].step
-        elif not isinstance(node, Input):
+        elif not isinstance(node, (Input, Output)):  # Outputs: assemble_outputs below
             ops[name] = _projection(node)
             if (f := _fanout(node)) is not None:
                 fanouts[name] = f
@@ -138,6 +140,8 @@ def interpret(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,
             for name in order:
                 if name in tensors:
                     history[name].append(tensors[name][t])
+                    continue
+                if name not in ops:  # an Output
                     continue
                 x = None
                 for src, d in preds[name]:
@@ -158,11 +162,9 @@ def interpret(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,
         return torch.stack(values).reshape(T, batch, -1).numpy()
 
     spikes_of = {n: stack(history[n]).astype(np.uint8) for n in spiking}
-    outputs = {}
-    for name in graph.outputs:
-        sources = [src for src, _ in preds[name]]
-        values = stack(history[name])
-        outputs[name] = values.astype(np.uint8) if all(s in spiking for s in sources) else values
+    sources = {name: preds[name] for name in graph.outputs}
+    outputs = assemble_outputs(sources, {src: stack(history[src]) for pairs in sources.values()
+                                         for src, _ in pairs}, spiking, np.float64)
     counters = {
         "spikes": {n: int(spikes_of[n].sum(dtype=np.int64)) for n in spiking},
         "neuron_updates": {n: T * batch * int(np.prod(shapes[n])) for n in neurons},
@@ -177,3 +179,30 @@ def interpret(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,
         counters=counters,
         margins={n: neurons[n].margin for n in spiking},
     )
+
+
+# The float interpreter as the registry's backend `float`: the one backend that reads the
+# float IR (DESIGN.md), with no artefact to compile.
+name = "float"
+capabilities = Capabilities(
+    nodes=(Input, Output, Dense, Conv2d, SumPool2d, AvgPool2d, Flatten, Scale, LIF, IF, ALIF, LI),
+    tools=("torch",),
+    notes=("float64, PyTorch's operators: the meaning of a float graph",),
+)
+
+
+def check(graph: Graph) -> list[Problem]:
+    """The interpreter runs every float graph that validates: only node types are checked."""
+    return node_problems(graph, name, capabilities)
+
+
+def run(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray], *, record: bool = False
+        ) -> RunResult:
+    """`interpret`, as a backend's `run`."""
+    return interpret(graph, spikes, record=record)
+
+
+def compile(graph: Graph, out_dir: str | Path) -> Path:
+    raise UnsupportedError("the float interpreter has no artefact to compile; quantise the "
+                           "graph and compile it for a target: nmcompile.compile("
+                           "nmcompile.quantize(graph), out, 'lava')")

@@ -21,6 +21,7 @@ from .node import (
     int_value,
     register,
 )
+from .synapses import conv_output_size
 
 
 def _need(input_shape: Shape | None, name: str) -> Shape:
@@ -71,10 +72,6 @@ class Dense(Node):
     def output_shape(self, input_shape: Shape | None, name: str) -> Shape:
         return matrix_output_shape(node=self, n_in=self.weight.shape[1],
                                    n_out=self.weight.shape[0], input_shape=input_shape, name=name)
-
-
-def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
-    return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
 @register

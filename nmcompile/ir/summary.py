@@ -10,12 +10,7 @@ from .graph import Graph
 from .node import Node, Shape
 from .projections import Conv2d, Dense, Scale, _Pool2d
 from .quantized import QConv2d, QDense, QSparse
-
-
-def _valid_taps(size: int, out: int, kernel: int, stride: int, pad: int, dilation: int) -> int:
-    """Number of (output position, kernel tap) pairs that land inside the input (not padding)."""
-    pos = np.arange(out)[:, None] * stride - pad + np.arange(kernel)[None, :] * dilation
-    return int(((pos >= 0) & (pos < size)).sum())
+from .synapses import window_pairs
 
 
 def synapses(node: Node, in_shape: Shape | None, out_shape: Shape) -> int:
@@ -30,9 +25,8 @@ def synapses(node: Node, in_shape: Shape | None, out_shape: Shape) -> int:
             per_channel, dil = node.weight.shape[0] * node.weight.shape[1], node.dilation
         else:
             (kh, kw), per_channel, dil = node.kernel_size, in_shape[0], (1, 1)
-        h = _valid_taps(in_shape[1], out_shape[1], kh, node.stride[0], node.padding[0], dil[0])
-        w = _valid_taps(in_shape[2], out_shape[2], kw, node.stride[1], node.padding[1], dil[1])
-        return per_channel * h * w
+        return per_channel * window_pairs(in_shape[1:], out_shape[1:], (kh, kw), node.stride,
+                                          node.padding, dil)
     if isinstance(node, Scale):
         return int(np.prod(out_shape))
     return 0

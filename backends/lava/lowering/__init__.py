@@ -17,6 +17,7 @@ import numpy as np
 
 from nmcompile.errors import LimitError, UnsupportedError
 from nmcompile.ir import Graph, Input, Output
+from nmcompile.ir.names import UniqueNames
 from nmcompile.ir.quantized import QLI, QConv2d, QDense, QSparse
 
 from ..plan import CountSpec, LayerSpec, OutputSpec, Plan, ProcSpec
@@ -37,7 +38,7 @@ from .projections import (
 from .timing import CycleTooShortError, depths, extra_delay
 from .warmup import warmup_modes
 
-__all__ = ["MAX_PROCESSES", "CycleTooShortError", "check", "lower"]
+__all__ = ["MAX_PROCESSES", "CycleTooShortError", "lower"]
 
 SUPPORTED = (Input, Output, *PROJECTIONS, *NEURONS)
 #: Lava processes one run may hold (each is an OS process with its shared-memory channels;
@@ -45,29 +46,11 @@ SUPPORTED = (Input, Output, *PROJECTIONS, *NEURONS)
 MAX_PROCESSES = 128
 
 
-def check(graph: Graph) -> None:
-    """Refuse, naming the node, anything the Lava backend cannot lower (before any work)."""
-    for name, node in graph.nodes.items():
-        if not isinstance(node, SUPPORTED):
-            raise UnsupportedError(
-                f"the Lava backend lowers quantised graphs only; node {name!r} is a "
-                f"{type(node).__name__}. Quantise the graph first: nmcompile.quantize(graph)")
-    lower(graph)
-
-
-class _Names:
+class _Names(UniqueNames):
     """Unique Lava process names: the IR node's name, then name#2, name#3, ..."""
 
-    def __init__(self) -> None:
-        self.used: set[str] = set()
-
-    def __call__(self, base: str) -> str:
-        name, k = base, 1
-        while name in self.used:
-            k += 1
-            name = f"{base}#{k}"
-        self.used.add(name)
-        return name
+    def __init__(self, taken: Iterable[str] = ()) -> None:
+        super().__init__(taken, sep="#", first=2)
 
 
 def lower(graph: Graph, graded_inputs: Iterable[str] = (), *,
@@ -99,9 +82,7 @@ def lower(graph: Graph, graded_inputs: Iterable[str] = (), *,
         inputs=[LayerSpec(n, shapes[n], perms[n], depth[n], spiking(n), True) for n in inputs],
         layers=[LayerSpec(n, shapes[n], perms[n], depth[n], spiking(n)) for n in neurons],
         procs=[], outputs=[], counts=[])
-    names = _Names()
-    for n in neurons:
-        names.used.add(n)
+    names = _Names(neurons)
     feeds: dict[str, list[str]] = {n: [] for n in neurons}  # neuron -> processes into a_in
     counted: set[tuple[str, str]] = set()
 

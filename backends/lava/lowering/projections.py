@@ -22,6 +22,7 @@ import numpy as np
 
 from nmcompile.errors import UnsupportedError
 from nmcompile.ir.quantized import QConv2d, QDense, QSparse
+from nmcompile.ir.synapses import conv_synapses
 
 from ..plan import MAX_SYNAPTIC_DELAY, ProcSpec
 
@@ -133,20 +134,9 @@ def conv_matrix(node: QConv2d, in_shape: tuple[int, ...], out_shape: tuple[int, 
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The convolution as (rows, cols, values) over IR flat (C, H, W) indices: every kernel
     tap that lands inside the input, zero weights included (they are stored synapses)."""
-    _c, h, w = in_shape
-    co, ho, wo = out_shape
-    _, cg, kh, kw = node.weight.shape
-    (s0, s1), (p0, p1), (d0, d1) = node.stride, node.padding, node.dilation
-    per_group = co // node.groups
-    o, y, x, ci, i, j = np.meshgrid(np.arange(co), np.arange(ho), np.arange(wo), np.arange(cg),
-                                    np.arange(kh), np.arange(kw), indexing="ij")
-    iy, ix = y * s0 - p0 + i * d0, x * s1 - p1 + j * d1
-    inside = (iy >= 0) & (iy < h) & (ix >= 0) & (ix < w)
-    o, y, x, ci, i, j, iy, ix = (a[inside] for a in (o, y, x, ci, i, j, iy, ix))
-    cin = (o // per_group) * cg + ci
-    rows = (o * ho + y) * wo + x
-    cols = (cin * h + iy) * w + ix
-    return rows, cols, node.weight[o, ci, i, j]
+    cols, rows, values = conv_synapses(node.weight, in_shape, out_shape, node.stride,
+                                       node.padding, node.dilation, node.groups, order="output")
+    return rows, cols, values
 
 
 def split_delay(total: int) -> tuple[list[int], int]:

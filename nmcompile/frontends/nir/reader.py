@@ -44,6 +44,7 @@ from ...ir import (
     Scale,
     SumPool2d,
 )
+from ...ir.names import unique_name
 from . import neurons
 from .meta import KEY, exact_params, graph_info, stored_params
 
@@ -261,7 +262,7 @@ def _ir_name(flat: str, taken: set[str]) -> str:
     name = re.sub(r"[^A-Za-z0-9_.\-]", "_", flat)[:120] or "node"
     if not re.match(r"[A-Za-z_]", name):
         name = f"n{name}"
-    name = _unique(taken, name)
+    name = unique_name(name, taken, sep="_", first=1)
     taken.add(name)
     return name
 
@@ -541,9 +542,9 @@ def _bias_sources(g: Graph) -> list[str]:
                 raise GraphError("a bias source needs an Input node to hang from")
             first = g.inputs[0]
             n_in = int(np.prod(shapes[first]))
-            feed = _unique(g, "bias_source.in")
+            feed = unique_name("bias_source.in", g, sep="_", first=1)
             g.add_node(feed, Dense(np.zeros((1, n_in))))
-            source = _unique(g, "bias_source")
+            source = unique_name("bias_source", g, sep="_", first=1)
             g.add_node(source, LIF(beta=0.5, threshold=0.5, bias=1.0, reset="zero"))
             g.add_edge(first, feed, 0)
             g.add_edge(feed, source, 0)
@@ -552,7 +553,7 @@ def _bias_sources(g: Graph) -> list[str]:
             const = np.broadcast_to(node.bias[:, None, None], shape)
         else:
             const = node.bias.reshape(shape)
-        carrier = _unique(g, f"{name}.bias")
+        carrier = unique_name(f"{name}.bias", g, sep="_", first=1)
         g.add_node(carrier, Dense(np.array(const).reshape(-1, 1),
                                   out_shape=shape if len(shape) > 1 else None))
         g.add_edge(source, carrier, 0)
@@ -573,14 +574,6 @@ def _downstream_neurons(g: Graph, name: str) -> set[str]:
                 seen.add(dst)
                 stack.append(dst)
     return found
-
-
-def _unique(taken: Graph | set[str], name: str) -> str:
-    """`name`, or `name_1`, `name_2`, ... : the first that is not in `taken`."""
-    base, k = name, 1
-    while name in taken:
-        name, k = f"{base}_{k}", k + 1
-    return name
 
 
 def from_nir(source: Any, dt: float | None = None, reset: str | None = None, *,

@@ -1,8 +1,25 @@
-"""Run a Lava process graph with a deadline, and always clean up what Lava started.
+"""Lava in isolation: every run in a fresh worker interpreter, under a deadline, leaving no
+process and no shared-memory segment behind, whatever fails.
 
-Why this exists: Lava 0.10 runs every process model in a forked OS process and connects them
-through shared memory owned by a ``multiprocessing`` ``SharedMemoryManager`` server (one more
-child process). When a process model raises, Lava does not fail cleanly:
+Two layers, one module (the one place that starts, waits for and kills Lava's processes):
+
+**In the caller** (`run_jobs`). The caller (which may have imported PyTorch: a model was just
+trained) never forks Lava. It writes each job as plain arrays to a scratch folder, starts
+`python -m backends.lava.worker SCRATCH` in a new session (its own process group, so every
+Lava child it forks can be found and killed together), waits until an absolute deadline, and
+reads the results back. Clean-up does not trust the worker: after it exits, or when the
+deadline passes, every process still in its group is killed, and every `/dev/shm` segment
+those processes had mapped is unlinked. (Lava's shared-memory server and its model processes
+map every segment of a run.) Finding segments through the group's own mappings, not by
+comparing `/dev/shm` before and after, leaves other programs' segments alone. If the caller
+dies first (SIGTERM with no handler, SIGKILL, a crash), a `Reaper` started before the scratch
+folder does the same: it kills the worker's group, unlinks the segments it maps and removes
+the scratch folder. The worker itself dies with the caller (`PR_SET_PDEATHSIG`).
+
+**In the worker** (`run_guarded`, called by `backends.lava.worker`). Lava 0.10 runs every
+process model in a forked OS process and connects them through shared memory owned by a
+``multiprocessing`` ``SharedMemoryManager`` server (one more child process). When a process
+model raises, Lava does not fail cleanly:
 
 * if the failing model was supposed to send spikes that step, the models downstream wait for
   them forever, the runtime service waits for those models, and a blocking ``run()`` never
@@ -21,37 +38,57 @@ terminates (then kills) the children the run started, shuts the shared-memory se
 unlinks any segment of this run that is left, disarms the runtime's ``__del__``, and raises
 :class:`LavaRunError` naming the process model that failed and why.
 
-This module relies on Lava 0.10 internals (``Runtime._messaging_infrastructure``,
-``service_to_runtime``, ``SystemProcess``); the shim in :mod:`backends.lava.compat` pins the
-same version. Lava is imported lazily, so importing this module does not import Lava.
+Both layers end processes the same way (`_escalate`: SIGTERM, up to `TERM_S`, then SIGKILL)
+and unlink what is left of their segments the same way (`_unlink`). The worker side relies on
+Lava 0.10 internals (``Runtime._messaging_infrastructure``, ``service_to_runtime``,
+``SystemProcess``); the shim in :mod:`backends.lava.compat` pins the same version. Lava is
+imported lazily, so importing this module does not import Lava.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+import numpy as np
+
 from backends.lava import compat
+from nmcompile._reaper import group as _group
+from nmcompile._reaper import mapped_shm as _mapped_shm
 from nmcompile.errors import NmcompileError
+from nmcompile.procs import Reaper
 
 if TYPE_CHECKING:
     from lava.magma.core.process.process import AbstractProcess
     from lava.magma.core.run_configs import RunConfig
 
-__all__ = ["LavaCleanupWarning", "LavaRunError", "run_guarded"]
+__all__ = ["LavaCleanupWarning", "LavaRunError", "run_guarded", "run_jobs"]
 
 T = TypeVar("T")
 
+ROOT = Path(__file__).resolve().parents[2]  # the folder holding `backends` and `nmcompile`
+GRACE_S = 10.0  # beyond the deadline, for the worker's own clean-up
+GROUP_EXIT_S = 1.0  # for a finished worker's Lava children to exit by themselves
+TERM_S = 2.0  # SIGTERM -> SIGKILL (a process group, a Lava child), and Lava's own shutdowns
 _SHM_DIR = "/dev/shm"
-_TERMINATE_GRACE_S = 2.0  # SIGTERM -> SIGKILL
 _FAILURE_REPORT_GRACE_S = 1.0  # time for a failing child to send its traceback
+
+#: The scratch folder of the latest session (its path is in every worker's command line).
+last_scratch: str | None = None
 
 
 class LavaRunError(NmcompileError, RuntimeError):
@@ -70,9 +107,161 @@ class LavaCleanupWarning(RuntimeWarning):
     """Lava's own ``stop()`` did not finish after a successful run; children were killed."""
 
 
+# -- ending processes and segments: both layers ------------------------------------------
+
+
+def _until(done: Callable[[], bool], timeout_s: float) -> bool:
+    """Poll `done` for up to `timeout_s`; return its last answer."""
+    end = time.monotonic() + timeout_s
+    while not done() and time.monotonic() < end:
+        time.sleep(0.02)
+    return done()
+
+
+def _escalate(send: Callable[[int], None], wait_gone: Callable[[float], bool]) -> None:
+    """`send` SIGTERM, then SIGKILL, each followed by up to `TERM_S` of `wait_gone(timeout)`
+    (True once the target is gone)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            send(sig)
+        if wait_gone(TERM_S):
+            return
+
+
+def _unlink(paths: Iterable[str]) -> list[str]:
+    """Unlink these shared-memory segments; return those that were still there."""
+    unlinked = []
+    for path in sorted(paths):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            unlinked.append(path)
+    return unlinked
+
+
+def _kill_group(pgid: int, wait_s: float) -> list[str]:
+    """Let process group `pgid` exit for `wait_s`, then end what is left and unlink the
+    segments it had mapped; return what was killed."""
+    _until(lambda: not _group(pgid), wait_s)
+    pids = _group(pgid)
+    if not pids:
+        return []
+    shm = _mapped_shm(pids)  # read before the kill: afterwards nothing maps them any more
+    _escalate(lambda sig: os.killpg(pgid, sig),
+              lambda timeout: _until(lambda: not _group(pgid), timeout))
+    _unlink(shm)
+    return [f"{len(pids)} worker process(es)", *sorted(shm)]
+
+
+def _terminate(proc: multiprocessing.process.BaseProcess) -> bool:
+    """End one multiprocessing child (SIGTERM, then SIGKILL) and reap it; return True if it
+    was still alive.
+
+    Joins through ``BaseProcess.join`` because Lava's ``SystemProcess.join`` takes no timeout.
+    """
+    join = multiprocessing.process.BaseProcess.join
+
+    def gone(timeout: float) -> bool:
+        join(proc, timeout)
+        return not proc.is_alive()
+
+    try:
+        if not proc.is_alive():
+            join(proc, 0)
+            return False
+        _escalate(lambda sig: os.kill(proc.pid, sig), gone)
+    except ValueError:  # already closed, hence already joined
+        return False
+    return True
+
+
+# -- the caller: a worker interpreter per call --------------------------------------------
+
+
+def run_jobs(jobs: Sequence[dict[str, np.ndarray]], timeout_s: float,
+             groups: Sequence[Sequence[int]] | None = None) -> list[dict[str, np.ndarray]]:
+    """Run each job (the arrays `worker.main` reads) in one worker; return its result arrays.
+
+    `groups` lists the jobs that share one Lava run (default: one run per job).
+
+    Raises `LavaRunError` when a job fails or the deadline (`timeout_s` from now, for
+    everything: start-up, every run, reading back) passes; by then the worker and every
+    process it started are gone and their shared memory is unlinked.
+    """
+    with Reaper() as reaper:
+        return _run_jobs(jobs, timeout_s, groups, reaper)
+
+
+def _stop_worker(proc: subprocess.Popen) -> list[str]:
+    """The worker's clean-up, after it exited or at the deadline (safe to repeat): kill what
+    is left of its process group (at once while the worker runs, else after `GROUP_EXIT_S`),
+    unlink the segments they mapped, reap the worker; return what was killed."""
+    killed = []
+    if proc.poll() is None:
+        killed = _kill_group(proc.pid, 0.0)
+        proc.wait()
+    return killed + _kill_group(proc.pid, GROUP_EXIT_S)
+
+
+def _run_jobs(jobs: Sequence[dict[str, np.ndarray]], timeout_s: float,
+              groups: Sequence[Sequence[int]] | None,
+              reaper: Reaper) -> list[dict[str, np.ndarray]]:
+    global last_scratch
+    deadline = time.time() + timeout_s
+    scratch = Path(tempfile.mkdtemp(prefix="nmcompile-lava-"))
+    reaper.remove(scratch)
+    last_scratch = str(scratch)
+    proc: subprocess.Popen | None = None
+    try:
+        for k, job in enumerate(jobs):
+            np.savez(scratch / f"job{k}.npz", **job)
+        groups = [list(g) for g in groups] if groups is not None else [[k] for k in
+                                                                        range(len(jobs))]
+        (scratch / "session.json").write_text(json.dumps(
+            {"groups": groups, "timeout_s": max(deadline - time.time(), 1.0)}))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [env.get("PYTHONPATH")])])
+        env["NMCOMPILE_PARENT_PID"] = str(os.getpid())  # the worker dies with us
+        with open(scratch / "worker.log", "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "backends.lava.worker", str(scratch)], cwd=ROOT,
+                env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        reaper.kill_group(proc.pid)  # its own session: pgid == pid
+        try:
+            code = proc.wait(timeout=max(deadline - time.time(), 0.0) + GRACE_S)
+        except subprocess.TimeoutExpired:
+            killed = _stop_worker(proc)
+            raise LavaRunError(
+                f"the Lava worker did not finish within {timeout_s:g} s; killed "
+                f"{', '.join(killed) or 'nothing'}") from None
+        error = scratch / "error.json"
+        if error.exists():
+            report = json.loads(error.read_text())
+            message = report["message"] if report["type"] == "LavaRunError" else \
+                f"{report['type']}: {report['message']}"
+            which = ", ".join(str(k + 1) for k in report["jobs"])
+            raise LavaRunError(f"Lava job(s) {which} of {len(jobs)} failed: {message}",
+                               [(who, text) for who, text in report["failures"]])
+        if code != 0:
+            tail = (scratch / "worker.log").read_text(errors="replace")[-2000:]
+            raise LavaRunError(f"the Lava worker exited with code {code}: {tail}")
+        results = []
+        for k in range(len(jobs)):
+            with np.load(scratch / f"result{k}.npz", allow_pickle=False) as data:
+                results.append({key: data[key] for key in data.files})
+        return results
+    finally:
+        if proc is not None:
+            _stop_worker(proc)
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+# -- the worker: one guarded Lava run -------------------------------------------------------
+
+
 @dataclass
 class _Outcome:
-    """What a call made in a worker thread did: finished, returned, or raised."""
+    """What a call made in a guard thread did: finished, returned, or raised."""
 
     done: bool = False
     value: Any = None
@@ -203,19 +392,15 @@ class _RunGuard:
                 runtime.join()  # releases the semaphores the parent's port threads wait on
             infra = self.infrastructure()
             if infra is not None:
-                _call_with_timeout(infra.stop, _TERMINATE_GRACE_S, "smm-shutdown")
+                _call_with_timeout(infra.stop, TERM_S, "smm-shutdown")
             watchdog = getattr(runtime, "_watchdog_manager", None)
             if watchdog is not None:
-                _call_with_timeout(watchdog.stop, _TERMINATE_GRACE_S, "watchdog-stop")
+                _call_with_timeout(watchdog.stop, TERM_S, "watchdog-stop")
         for child in multiprocessing.active_children():
             if child.pid not in self.children_before and _terminate(child):
                 forced.append(f"multiprocessing child {child.name} (pid {child.pid})")
-        for name in sorted(self.shm_names):
-            path = os.path.join(_SHM_DIR, name)
-            if os.path.exists(path):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-                forced.append(f"shared memory {path}")
+        paths = [os.path.join(_SHM_DIR, name) for name in self.shm_names]
+        forced += [f"shared memory {path}" for path in _unlink(paths)]
         return forced
 
 
@@ -235,26 +420,6 @@ def _actor_exception(actor: Any) -> tuple[BaseException, str] | None:
     if isinstance(report, tuple) and len(report) == 2:
         return report[0], str(report[1])
     return None
-
-
-def _terminate(proc: multiprocessing.process.BaseProcess) -> bool:
-    """SIGTERM, then SIGKILL, then reap; return True if the process was still alive.
-
-    Joins through ``BaseProcess.join`` because Lava's ``SystemProcess.join`` takes no timeout.
-    """
-    join = multiprocessing.process.BaseProcess.join
-    try:
-        if not proc.is_alive():
-            join(proc, 0)
-            return False
-        proc.terminate()
-        join(proc, _TERMINATE_GRACE_S)
-        if proc.is_alive():
-            proc.kill()
-            join(proc, _TERMINATE_GRACE_S)
-    except ValueError:  # already closed, hence already joined
-        return False
-    return True
 
 
 def _run_status(guard: _RunGuard) -> str:

@@ -32,8 +32,8 @@ import numpy as np  # noqa: E402
 import nmcompile  # noqa: E402
 from nmcompile import datasets  # noqa: E402
 from nmcompile.analysis import analytic, estimate  # noqa: E402
-from nmcompile.analysis.analytic import measured_rates  # noqa: E402
 from nmcompile.analysis.estimation import hardware_view  # noqa: E402
+from nmcompile.analysis.rates import measured_rates  # noqa: E402
 from nmcompile.analysis.report import Estimate  # noqa: E402
 from nmcompile.ir import LIF, Conv2d, Dense, Flatten, Graph, Input, Output, SumPool2d  # noqa: E402
 

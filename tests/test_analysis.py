@@ -15,8 +15,8 @@ import torch.nn.functional as F
 
 import nmcompile
 from nmcompile.analysis import analytic, estimate, from_result, from_spikes, static_counts
-from nmcompile.analysis.analytic import fanin, measured_rates
 from nmcompile.analysis.energy import available, load_device, read_device
+from nmcompile.analysis.rates import fanin, measured_rates
 from nmcompile.cli import main
 from nmcompile.errors import FormatError, NmcompileError
 from nmcompile.ir import LIF, Dense, Graph, Input, Output, SumPool2d

@@ -100,3 +100,29 @@ def test_importing_nmcompile_and_its_ir_loads_no_torch() -> None:
                          if m.startswith("nmcompile.ir") and any(
                              t == "torch" or t.startswith("torch.") for t in targets))
     assert set(torch_users) <= {"nmcompile.ir.interpret", "nmcompile.ir.dynamics"}
+
+
+def test_every_dotted_path_names_one_thing() -> None:
+    """No package attribute shadows its submodule of the same name (issue 13, point 4: the
+    functions `nmcompile.quantize` and `nmcompile.verify` once hid the modules of their
+    name, so `import nmcompile.quantize as q` gave the function; and a module hid a function:
+    `backends.lava.build` became a module once its `build.py` was imported). Run in a fresh
+    interpreter that imports every module."""
+    modules = sorted(_module(p) for package in ("nmcompile", "backends")
+                     for p in (ROOT / package).rglob("*.py"))
+    code = ("import importlib, sys\n"
+            f"names = {modules!r}\n"
+            "promised = {}  # what a package's __all__ or lazy _API names, when first imported\n"
+            "for n in names:\n"
+            "    m = importlib.import_module(n)\n"
+            "    for a in set(getattr(m, '__all__', ())) | set(getattr(m, '_API', ())):\n"
+            "        promised.setdefault(f'{n}.{a}', getattr(m, a))\n"
+            "bad = [n for n in names if '.' in n and getattr(sys.modules[n.rpartition('.')[0]],"
+            " n.rpartition('.')[2]) is not sys.modules[n]]\n"
+            "bad += [k for k, v in promised.items() if getattr(sys.modules[k.rpartition('.')[0]],"
+            " k.rpartition('.')[2]) is not v]\n"
+            "print(sorted(bad))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"

@@ -1,7 +1,7 @@
 """The emulator: the reference fixed-point core. It defines what a quantised graph means.
 
 Integer arithmetic of docs/fixed_point.md (Loihi's, as Lava 0.10's `fixed_pt` models compute
-it), vectorised over the batch; see `simulate.py` for how steps are grouped.
+it), vectorised over the batch; see `simulator.py` for how steps are grouped.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from nmcompile.ir import Graph, Input, Output
 from nmcompile.ir.quantized import QALIF, QLI, QLIF, QConv2d, QDense, QSparse
 from nmcompile.result import RunResult
 
-from .simulate import simulate
+from .simulator import simulate
 
 name = "emulator"
 capabilities = Capabilities(

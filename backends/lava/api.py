@@ -34,7 +34,7 @@ from .lowering import MAX_PROCESSES, SUPPORTED, lower
 from .plan import Plan
 
 if TYPE_CHECKING:
-    from .build import LavaNetwork
+    from .processes import LavaNetwork
 
 __all__ = ["build", "capabilities", "check", "compile", "lower", "name", "run", "run_many"]
 
@@ -257,7 +257,7 @@ def build(graph: Graph, batch: int = 1, *, max_processes: int = MAX_PROCESSES) -
     `net.connect_input(name, port)`, read `net.output_ports`, and run with `net.run_cfg()`.
     Lava forks its workers, so do this in a process that has not started PyTorch's threads.
     """
-    from .build import build as build_plan
+    from .processes import build as build_plan
 
     return build_plan(lower(graph, max_processes=max_processes), batch)
 

@@ -14,7 +14,7 @@ it emits it (each `Dense`/`Sparse`/`Conv` adds one). A layer's IR step t is Lava
 
 Kinds: `KINDS` is the one table of the Lava process kinds a plan may use: where each kind's
 process and model classes live, its constructor arguments, and what it is (neuron layer,
-image, weights). `build.py` constructs a process from it and `artefact.py` writes the same
+image, weights). `processes.py` constructs a process from it and `artefact.py` writes the same
 constructor call as source, each by reading the table: a new kind is one entry here (plus,
 for a new way of passing an argument, one entry in each of their `ENCODINGS` tables).
 """
@@ -42,7 +42,7 @@ ENCODINGS = ("int", "value", "array", "tuple", "neurons", "sign_mode", "csr", "c
 
 @dataclass(frozen=True)
 class Kind:
-    """One Lava process kind, for `build.py` (live processes) and `artefact.py` (source).
+    """One Lava process kind, for `processes.py` (live processes) and `artefact.py` (source).
 
     `args`: the constructor's keyword arguments in the order the artefact writes them, each
     (argument, encoding from `ENCODINGS`, plan parameter); `name=` follows them.

@@ -41,10 +41,10 @@ def execute(jobs: list[tuple[Any, int, dict[str, np.ndarray], int]], timeout_s: 
     that all networks, and unconnected parts of one graph, belong to the one process graph
     Lava compiles (it compiles what is connected to the process it runs).
     """
-    from backends.lava.build import build, replicate
     from backends.lava.fanout import conv_fanout, matrix_fanout, sparse_fanout
     from backends.lava.isolation import run_guarded
     from backends.lava.models import weight_reader
+    from backends.lava.processes import build, replicate
 
     t0 = time.perf_counter()
     steps = max(job[3] for job in jobs)

@@ -7,10 +7,10 @@
 `energy` reads the device models (TOML files in `devices/`, each number with its source).
 """
 
-from .analytic import analytic
 from .counts import Counts, LayerCounts, from_result, from_spikes, static_counts
 from .energy import Device, available, load_device, load_devices
 from .estimation import estimate
+from .rates import analytic
 from .report import Estimate
 
 __all__ = [

@@ -11,9 +11,9 @@ import numpy as np
 from ..errors import NmcompileError
 from ..ir import Graph
 from ..ir.inputs import normalize_inputs
-from .analytic import analytic
 from .counts import from_result
 from .energy import Device, baselines, load_devices
+from .rates import analytic
 from .report import Estimate
 
 Spikes = np.ndarray | Mapping[str, np.ndarray]

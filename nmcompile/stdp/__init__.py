@@ -13,7 +13,7 @@ from .layers import AdaptiveLIF
 from .network import MODES, STDPNetwork
 from .patches import Patches, expand, patch_indices
 from .rules import EventSTDP, PairSTDP
-from .train import (
+from .training import (
     assign_labels,
     class_scores,
     encode_data,

@@ -30,7 +30,7 @@ from .layers import AdaptiveLIF
 from .network import STDPNetwork
 from .patches import Patches, patch_indices
 from .rules import EventSTDP, PairSTDP
-from .train import assign_labels, class_scores, encode_data, responses, train
+from .training import assign_labels, class_scores, encode_data, responses, train
 
 DATASET = {"name": "sklearn-digits", "split": "test", "test_size": 0.2, "seed": 0}
 NUM_STEPS = 100

@@ -22,7 +22,6 @@ from nmcompile.ir import (
     Scale,
     SumPool2d,
 )
-from nmcompile.ir import interpret as interp
 
 
 def one_node(node, x, delay=0, record=True):
@@ -193,6 +192,6 @@ def test_input_errors() -> None:
 
 
 def test_memory_limit_is_checked_before_allocating(monkeypatch) -> None:
-    monkeypatch.setattr(interp, "MAX_BYTES", 1000)
+    monkeypatch.setenv("NMCOMPILE_MAX_BYTES", "1000")
     with pytest.raises(LimitError, match="run a smaller batch"):
         one_node(IF(), np.zeros((100, 1)))

@@ -29,8 +29,6 @@ from nmcompile.result import RunResult, assemble_outputs
 from .neuron import NeuronLayer
 from .projections import check_neuron_input, projection, projection_bound
 
-MAX_BYTES = 8 << 30
-
 
 def _window(out: np.ndarray, t0: int, t1: int, d: int) -> np.ndarray:
     """Steps t0..t1-1 of a node's outputs (T, B, n) as seen through an edge of delay d."""
@@ -59,7 +57,7 @@ def simulate(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,
     order = list(shapes)
     inputs, T, B = normalize_inputs(graph, inputs, shapes, integers=True)
     sizes = {name: int(np.prod(shape)) for name, shape in shapes.items()}
-    check_activity(T, B, shapes, record, MAX_BYTES)
+    check_activity(T, B, shapes, record)
     out: dict[str, np.ndarray] = {}  # node -> its outputs (T, B, n)
     for name, arr in inputs.items():
         out[name] = arr.reshape(T, B, -1)

@@ -20,7 +20,6 @@ from .hexfiles import write_memories
 from .program import Program, build_program, fit
 from .simulate import Response, built, simulate
 
-MAX_BYTES = 4 << 30
 #: The slowest simulator speed the timeout allows for (Icarus runs ~10^5 clocks/s here).
 MIN_CYCLES_PER_S = 10_000
 
@@ -84,7 +83,7 @@ def run_hdl(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray], *,
     """
     shapes = graph.validate()
     inputs, T, B = normalize_inputs(graph, spikes, shapes, integers=True)
-    check_activity(T, B, shapes, record, MAX_BYTES)
+    check_activity(T, B, shapes, record)
     inputs = {k: np.asarray(v).astype(np.int64) for k, v in inputs.items()}
     input_max = max([1] + [int(np.abs(v).max(initial=0)) for v in inputs.values()])
     program = build_program(graph, input_max=input_max, profile=core)

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..errors import LimitError, NmcompileError, ShapeError
+from ..limits import check_bytes
 from .graph import Graph
 from .node import Shape
 
@@ -74,14 +75,12 @@ def _checked_values(name: str, value: object, integers: bool) -> np.ndarray:
 
 
 def check_activity(T: int, batch: int, shapes: Mapping[str, Shape], record: bool,
-                   max_bytes: int) -> None:
+                   max_bytes: int | None = None) -> None:
     """Refuse, before allocating, a run whose per-step activity (8 bytes a value, three
-    times over when traces are recorded) would exceed `max_bytes`."""
+    times over when traces are recorded) would exceed the memory budget (`nmcompile.limits`)."""
     planned = 8 * T * batch * sum(int(np.prod(s)) for s in shapes.values()) * (3 if record else 1)
-    if planned > max_bytes:
-        raise LimitError(f"running {T} steps of batch {batch} would hold "
-                         f"{planned / 2**30:.1f} GiB of activity (limit "
-                         f"{max_bytes / 2**30:.0f} GiB); run a smaller batch")
+    check_bytes(planned, f"running {T} steps of batch {batch} ({'with' if record else 'no'} "
+                f"traces)", max_bytes, fix="run a smaller batch or fewer steps")
 
 
 def delayed(x: np.ndarray, d: int) -> np.ndarray:

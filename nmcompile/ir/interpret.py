@@ -27,7 +27,6 @@ from .ports import Input, Output
 from .projections import AvgPool2d, Conv2d, Dense, Flatten, Scale, SumPool2d
 
 DTYPE = torch.float64
-MAX_BYTES = 8 << 30  # memory the interpreter may plan to hold before it refuses
 
 
 def _projection(node: Node) -> Callable[[Tensor], Tensor]:
@@ -112,7 +111,7 @@ def interpret(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,
     shapes = graph.validate()
     order = graph.schedule()
     inputs, T, batch = normalize_inputs(graph, inputs, shapes)
-    check_activity(T, batch, shapes, record, MAX_BYTES)
+    check_activity(T, batch, shapes, record)
 
     ops: dict[str, Callable[[Tensor], Tensor]] = {}
     neurons: dict[str, _NeuronState] = {}

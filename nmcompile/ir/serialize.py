@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import limits
 from ..errors import FormatError, GraphError, LimitError
 from . import npy
 from .graph import Graph
@@ -24,7 +25,6 @@ from .node import NODE_TYPES
 
 FORMAT = "nmcompile-graph"
 VERSION = 1
-MAX_BYTES = 4 << 30  # uncompressed size a .nmc may declare before load refuses it
 MAX_JSON = 64 << 20  # graph.json holds structure only; the arrays are in arrays.npz
 
 
@@ -149,12 +149,13 @@ def is_nmc(path: Path) -> bool:
         return False
 
 
-def load(path: str | os.PathLike, max_bytes: int = MAX_BYTES) -> Graph:
+def load(path: str | os.PathLike, max_bytes: int | str | None = None) -> Graph:
     """Read a `.nmc` file. No code runs; every size is checked before it is allocated and
     members are read in bounded chunks (`nmcompile.ir.npy`), so a file cannot make `load`
-    allocate more than `max_bytes` for its arrays, whatever its headers say."""
+    allocate more than `max_bytes` (default: the memory budget, `nmcompile.limits`) for its
+    arrays, whatever its headers say."""
     path = Path(path)
-    budget = npy.Budget(max_bytes, str(path))
+    budget = npy.Budget(limits.budget(max_bytes), str(path))
     try:
         with zipfile.ZipFile(path) as z:
             names = set(z.namelist())

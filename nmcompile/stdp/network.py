@@ -25,8 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import LimitError, NmcompileError, ShapeError
+from ..errors import NmcompileError, ShapeError
 from ..ir import dynamics
+from ..limits import check_bytes
 from .inhibition import Inhibition, e_to_i, i_to_e
 from .layers import AdaptiveLIF
 from .patches import Patches, expand, patch_indices
@@ -36,7 +37,6 @@ __all__ = ["MODES", "STDPNetwork", "one_thread"]
 
 DTYPE = torch.float64
 MODES = ("frozen", "adaptive", "train")
-MAX_BYTES = 8 << 30  # spikes a run may hold before it refuses
 
 
 @contextmanager
@@ -143,10 +143,8 @@ class STDPNetwork:
         x = x.reshape(T, B, self.n_inputs)
         N, P, n = self.n_excitatory, self.n_patches, self.n_neurons
         need = 8 * T * B * (self.n_inputs + 2 * N)  # inputs and both layers' spikes, float64
-        if need > MAX_BYTES:
-            raise LimitError(f"STDP network: {T} steps of {B} samples would hold "
-                             f"{need / 2**30:.1f} GiB of spikes, over {MAX_BYTES >> 30} GiB; "
-                             f"run fewer samples at a time")
+        check_bytes(need, f"STDP network: {T} steps of {B} samples (their spikes)",
+                    fix="run fewer samples at a time")
         learn = mode == "train"
         W = self.input_weights()
         thr = torch.as_tensor(self.thresholds())

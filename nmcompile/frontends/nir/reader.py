@@ -28,7 +28,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from ...errors import FormatError, GraphError, LimitError, NmcompileError, UnsupportedError
+from ...errors import FormatError, GraphError, NmcompileError, UnsupportedError
 from ...ir import (
     LIF,
     NODE_TYPES,
@@ -45,6 +45,7 @@ from ...ir import (
     SumPool2d,
 )
 from ...ir.names import unique_name
+from ...limits import check_bytes
 from . import neurons
 from .meta import KEY, exact_params, graph_info, stored_params
 
@@ -61,7 +62,6 @@ class _Mapped:
     exits: list[str]    # the IR nodes whose outputs sum to the NIR node's output
 
 
-MAX_BYTES = 4 << 30  # data a NIR file may hold before from_nir refuses to read it
 
 
 #: A dataset may declare at most this many times the bytes it stores (deflate's limit is
@@ -120,7 +120,7 @@ def _stored_bytes(path: Path) -> int:
     return total
 
 
-def _open(source: Any, max_bytes: int) -> tuple[Any, str | None]:
+def _open(source: Any, max_bytes: int | str | None) -> tuple[Any, str | None]:
     import nir
 
     if isinstance(source, nir.NIRGraph):
@@ -135,9 +135,8 @@ def _open(source: Any, max_bytes: int) -> tuple[Any, str | None]:
     except Exception as exc:  # h5py raises OSError and others on a file that is not HDF5
         raise FormatError(f"cannot read {path} as NIR (HDF5): {type(exc).__name__}: {exc}"
                           ) from None
-    if size > max_bytes:
-        raise LimitError(f"{path} holds {size:,} bytes of arrays, more than {max_bytes:,}; "
-                         f"pass max_bytes= to read it anyway")
+    check_bytes(size, f"reading the arrays of {path}", max_bytes,
+                fix="read a smaller file")
     try:
         # type_check=False: some exporters (Rockpool) write inconsistent port types; the IR
         # checks every shape itself after import.
@@ -577,7 +576,7 @@ def _downstream_neurons(g: Graph, name: str) -> set[str]:
 
 
 def from_nir(source: Any, dt: float | None = None, reset: str | None = None, *,
-             current_bias: str = "source", max_bytes: int = MAX_BYTES) -> Graph:
+             current_bias: str = "source", max_bytes: int | str | None = None) -> Graph:
     """Read a NIR graph (a `.nir` path or a `nir.NIRGraph`) into a float IR `Graph`.
 
     `dt` (seconds per step) is required: NIR has none, and exporters disagree. A file written

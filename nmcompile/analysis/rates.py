@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import NmcompileError, UnsupportedError
 from ..ir import Graph
-from ..ir.projections import Conv2d, Dense
+from ..ir.projections import Conv2d, Dense, Sparse
 from ..ir.quantized import QConv2d, QDense, QSparse
 from ..ir.synapses import conv_fanin
 from .counts import Counts, static_counts
@@ -42,7 +42,7 @@ def fanin(node, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> np.nda
     """Stored synapses into each output element of a projection."""
     if isinstance(node, (Dense, QDense)):
         return np.full(node.weight.shape[0], node.weight.shape[1], np.int64)
-    if isinstance(node, QSparse):
+    if isinstance(node, (Sparse, QSparse)):
         return np.bincount(node.rows, minlength=node.shape[0]).astype(np.int64)
     if isinstance(node, (Conv2d, QConv2d)):
         return conv_fanin(node.weight, in_shape, out_shape, node.stride, node.padding,

@@ -8,7 +8,7 @@ from .graph import Graph
 from .neurons import ALIF, IF, LI, LIF, Neuron
 from .node import NODE_TYPES, Node, Shape, register
 from .ports import Input, Output
-from .projections import AvgPool2d, Conv2d, Dense, Flatten, Scale, SumPool2d
+from .projections import AvgPool2d, Conv2d, Dense, Flatten, Scale, Sparse, SumPool2d
 from .quantized import QALIF, QLI, QLIF, QConv2d, QDense, QSparse
 from .serialize import load, save
 
@@ -35,6 +35,7 @@ __all__ = [
     "QSparse",
     "Scale",
     "Shape",
+    "Sparse",
     "SumPool2d",
     "load",
     "register",

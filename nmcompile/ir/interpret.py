@@ -24,7 +24,7 @@ from .inputs import check_activity, normalize_inputs
 from .neurons import ALIF, IF, LI, LIF, Neuron
 from .node import Node, Shape
 from .ports import Input, Output
-from .projections import AvgPool2d, Conv2d, Dense, Flatten, Scale, SumPool2d
+from .projections import AvgPool2d, Conv2d, Dense, Flatten, Scale, Sparse, SumPool2d
 
 DTYPE = torch.float64
 
@@ -35,6 +35,13 @@ def _projection(node: Node) -> Callable[[Tensor], Tensor]:
         b = None if node.bias is None else torch.as_tensor(node.bias, dtype=DTYPE)
         out = node.out_shape or (w.shape[0],)
         return lambda x: F.linear(x.reshape(x.shape[0], -1), w, b).reshape(x.shape[0], *out)
+    if isinstance(node, Sparse):
+        w = torch.sparse_coo_tensor(torch.as_tensor(np.stack([node.rows, node.cols])),
+                                    torch.as_tensor(node.values, dtype=DTYPE),
+                                    node.shape, check_invariants=True).coalesce()
+        out = node.out_shape or (node.shape[0],)
+        return lambda x: torch.sparse.mm(w, x.reshape(x.shape[0], -1).T).T.reshape(
+            x.shape[0], *out)
     if isinstance(node, Conv2d):
         w = torch.as_tensor(node.weight, dtype=DTYPE)
         b = None if node.bias is None else torch.as_tensor(node.bias, dtype=DTYPE)
@@ -60,6 +67,9 @@ def _fanout(node: Node) -> Callable[[Tensor], Tensor] | None:
     if isinstance(node, Dense):
         n_out = node.weight.shape[0]
         return lambda x: (x != 0).sum() * n_out
+    if isinstance(node, Sparse):
+        fan = torch.as_tensor(np.bincount(node.cols, minlength=node.shape[1]), dtype=DTYPE)
+        return lambda x: ((x.reshape(x.shape[0], -1) != 0).to(DTYPE) @ fan).sum()
     if isinstance(node, Conv2d):
         ones = torch.ones(node.weight.shape, dtype=DTYPE)
         return lambda x: F.conv2d((x != 0).to(DTYPE), ones, None, node.stride, node.padding,
@@ -184,7 +194,8 @@ def interpret(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,
 # float IR (DESIGN.md), with no artefact to compile.
 name = "float"
 capabilities = Capabilities(
-    nodes=(Input, Output, Dense, Conv2d, SumPool2d, AvgPool2d, Flatten, Scale, LIF, IF, ALIF, LI),
+    nodes=(Input, Output, Dense, Sparse, Conv2d, SumPool2d, AvgPool2d, Flatten, Scale, LIF, IF,
+           ALIF, LI),
     tools=("torch",),
     notes=("float64, PyTorch's operators: the meaning of a float graph",),
 )

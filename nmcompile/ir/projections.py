@@ -74,6 +74,48 @@ class Dense(Node):
                                    n_out=self.weight.shape[0], input_shape=input_shape, name=name)
 
 
+def _indices(value, field: str, size: int) -> np.ndarray:
+    """A 1-D array of indices in [0, size): int32 when the size allows (a 100M-synapse
+    reservoir's indices take half the memory), else int64."""
+    arr = np.asarray(value)
+    if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
+        raise GraphError(f"Sparse {field} must be a 1-D array of integers, got "
+                         f"{arr.dtype} of shape {arr.shape}")
+    if arr.size and (arr.min() < 0 or arr.max() >= size):
+        raise GraphError(f"Sparse {field} fall outside [0, {size})")
+    return arr.astype(np.int32 if size < 2**31 else np.int64, copy=False)
+
+
+@register
+@dataclass(eq=False)
+class Sparse(Node):
+    """`Dense` with only its listed synapses stored: `y[rows[k]] += values[k] * x[cols[k]]`,
+    a matrix of shape (out, in) of which an entry not listed does not exist (a listed zero
+    does). The float form of a sparse (recurrent, reservoir) network; the quantiser maps it
+    to a `QSparse` without building the dense matrix.
+    """
+
+    rows: np.ndarray
+    cols: np.ndarray
+    values: np.ndarray
+    shape: tuple[int, int]
+    out_shape: tuple[int, ...] | None = None
+    kind = "projection"
+
+    def __post_init__(self) -> None:
+        self.shape = int_tuple(self.shape, 2, "shape")
+        self.rows = _indices(self.rows, "rows", self.shape[0])
+        self.cols = _indices(self.cols, "cols", self.shape[1])
+        self.values = array_param(self.values, "values", ndim=1)
+        if not len(self.rows) == len(self.cols) == len(self.values):
+            raise GraphError("Sparse rows, cols and values must have the same length")
+        if self.out_shape is not None:
+            self.out_shape = tuple(int_value(s, "out_shape") for s in self.out_shape)
+
+    def output_shape(self, input_shape: Shape | None, name: str) -> Shape:
+        return matrix_output_shape(self, self.shape[1], self.shape[0], input_shape, name)
+
+
 @register
 @dataclass(eq=False)
 class Conv2d(Node):

@@ -8,7 +8,7 @@ import numpy as np
 
 from .graph import Graph
 from .node import Node, Shape
-from .projections import Conv2d, Dense, Scale, _Pool2d
+from .projections import Conv2d, Dense, Scale, Sparse, _Pool2d
 from .quantized import QConv2d, QDense, QSparse
 from .synapses import window_pairs
 
@@ -17,7 +17,7 @@ def synapses(node: Node, in_shape: Shape | None, out_shape: Shape) -> int:
     """Connections a projection makes (input element, output element), padding excluded."""
     if isinstance(node, (Dense, QDense)):
         return int(node.weight.size)
-    if isinstance(node, QSparse):
+    if isinstance(node, (Sparse, QSparse)):
         return len(node.values)
     if isinstance(node, (Conv2d, QConv2d, _Pool2d)):
         if isinstance(node, (Conv2d, QConv2d)):

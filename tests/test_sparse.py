@@ -1,0 +1,95 @@
+"""The float `Sparse` projection (issue 14, point 6): the same network as a `Dense` holding
+its matrix, stored synapses only, through the interpreter, files, inspect and the reservoir
+example."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nmcompile
+from nmcompile.errors import GraphError, UnsupportedError
+from nmcompile.ir import LIF, Dense, Graph, Input, Output, Sparse
+from nmcompile.ir.summary import summarize
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from reservoir import build_reservoir
+
+
+def _net(projection, recurrent=None) -> Graph:
+    g = Graph(dt=1e-3)
+    g.add_node("x", Input((20,)))
+    g.add_node("p", projection)
+    g.add_node("n", LIF(beta=0.9, threshold=1.0))
+    g.add_node("o", Output())
+    for a, b in (("x", "p"), ("p", "n"), ("n", "o")):
+        g.add_edge(a, b)
+    if recurrent is not None:
+        g.add_node("r", recurrent)
+        g.add_edge("n", "r", 1)
+        g.add_edge("r", "n")
+    return g
+
+
+def _matrices(seed: int):
+    """A (30, 20) input matrix and a (30, 30) recurrent one, 30 % stored, in eighths (sums
+    are exact in float64 whatever their order) with some stored zeros."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for shape in ((30, 20), (30, 30)):
+        mask = rng.random(shape) < 0.3
+        w = np.where(mask, rng.integers(-6, 12, shape) / 8, 0.0)
+        out.append((w, mask))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_sparse_network_is_its_dense_network_with_fewer_synapses(seed: int) -> None:
+    (w, m), (wr, mr) = _matrices(seed)
+
+    def sparse(w, mask):
+        rows, cols = np.nonzero(mask)
+        return Sparse(rows, cols, w[rows, cols], w.shape)
+
+    x = (np.random.default_rng(seed).random((40, 3, 20)) < 0.3).astype(float)
+    dense = nmcompile.run(_net(Dense(w), Dense(wr)), x, record=True)
+    ours = nmcompile.run(_net(sparse(w, m), sparse(wr, mr)), x, record=True)
+    assert dense.spikes["n"].sum() > 50
+    assert np.array_equal(ours.spikes["n"], dense.spikes["n"])
+    assert np.array_equal(ours.states["n"]["v"], dense.states["n"]["v"])
+    # events count stored synapses only: those of the dense matrix's stored entries
+    fan = m.sum(axis=0)
+    assert ours.counters["synaptic_events"]["p"] == int(((x.reshape(-1, 20) != 0) @ fan).sum())
+
+
+def test_sparse_is_checked_stored_and_named() -> None:
+    with pytest.raises(GraphError, match="rows fall outside"):
+        Sparse([0, 30], [0, 1], [1.0, 2.0], (30, 20))
+    with pytest.raises(GraphError, match="same length"):
+        Sparse([0, 1], [0], [1.0], (30, 20))
+    g = _net(Sparse([0, 0, 5], [1, 1, 19], [0.5, 0.25, 0.0], (30, 20)))  # a repeat adds up
+    assert g["p"].rows.dtype == np.int32
+    assert {r["name"]: r["synapses"] for r in summarize(g)}["p"] == 3
+    x = np.zeros((2, 1, 20))
+    x[0, 0, 1] = 1
+    v = nmcompile.run(g, x, record=True).states["n"]["v"]
+    assert v[0, 0, 0] == 0.75
+    with pytest.raises(UnsupportedError, match=r"node 'p' \(Sparse\) has no NIR equivalent"):
+        nmcompile.to_nir(g)
+
+
+def test_the_reservoir_builds_saves_loads_and_runs(tmp_path) -> None:
+    """examples/reservoir.py at 1/50 of its size: 2,000 neurons, 100 synapses each."""
+    g = build_reservoir(2000, 100)
+    assert g["exc"].values.size + g["inh"].values.size == 2000 * 100
+    assert (g["exc"].values >= 0).all() and (g["inh"].values <= 0).all()
+    assert [d for a, b, d in g.edges() if a == "res" and b in ("exc", "inh")] == [1, 2]
+    back = nmcompile.load(nmcompile.save(g, tmp_path / "res.nmc"))
+    assert back == g
+    x = (np.random.default_rng(0).random((30, 1, 100)) < 0.2).astype(float)
+    result = nmcompile.run(back, x, record=True)
+    rate = result.spikes["res"].mean()
+    assert 0.005 < rate < 0.3  # active, not saturated

@@ -22,17 +22,19 @@ import numpy as np
 from nmcompile.ir import LI, LIF, Dense, Graph, Input, Output, Sparse
 
 
-def _partners(rng: np.random.Generator, side: int, n: int, k: int, sigma: float
-              ) -> np.ndarray:
-    """(n, k) presynaptic indices: Gaussian offsets on a side x side torus, no self-synapse."""
-    post = np.arange(n)
-    y, x = post // side, post % side
-    dy = np.rint(rng.normal(0, sigma, (n, k))).astype(np.int32)
-    dx = np.rint(rng.normal(0, sigma, (n, k))).astype(np.int32)
-    self_ = (dy == 0) & (dx == 0)
-    dx[self_] = 1  # a neuron's own offset moves one step right
-    pre = ((y[:, None] + dy) % side) * side + (x[:, None] + dx) % side
-    return (pre % n).astype(np.int32)  # a torus whose last row is short wraps to the start
+def _partners(rng: np.random.Generator, side: int, n: int, k: int, sigma: float,
+              block: int = 8192) -> np.ndarray:
+    """(n, k) int32 presynaptic indices: Gaussian offsets on a side x side torus, no
+    self-synapse; drawn a block of neurons at a time, so the float temporaries stay small."""
+    pre = np.empty((n, k), np.int32)
+    for start in range(0, n, block):
+        post = np.arange(start, min(start + block, n))
+        dy = np.rint(rng.normal(0, sigma, (post.size, k))).astype(np.int32)
+        dx = np.rint(rng.normal(0, sigma, (post.size, k))).astype(np.int32)
+        dx[(dy == 0) & (dx == 0)] = 1  # a neuron's own offset moves one step right
+        y, x = post[:, None] // side + dy, post[:, None] % side + dx
+        pre[post] = ((y % side) * side + x % side) % n  # a short last row wraps to the start
+    return pre
 
 
 def build_reservoir(n: int = 100_000, synapses: int = 1000, inputs: int = 100,

@@ -32,7 +32,7 @@ def run(graph: Graph, spikes: np.ndarray, *, record: bool = False) -> RunResult:
     for n in graph.schedule():  # a chain: each node but an input has one source
         node, a = graph[n], x[graph.predecessors(n)[0][0]] if graph.predecessors(n) else None
         if isinstance(node, QDense):  # a shift right floors, as the hardware's does
-            x[n] = (a @ node.weight.T << max(node.weight_exp, 0)) >> max(-node.weight_exp, 0)
+            x[n] = (a @ node.weight.T.astype(int) << max(e := node.weight_exp, 0)) >> max(-e, 0)
             r.counters["synaptic_events"][n] = np.count_nonzero(a) * node.weight.shape[0]
         elif isinstance(node, QLIF):  # docs/fixed_point.md: u wraps to 24 bits, v saturates
             vth, bias = np.asarray(node.vth) << 6, np.left_shift(node.bias_mant, node.bias_exp)

@@ -25,7 +25,9 @@ from nmcompile.ir import (
     Input,
     Output,
     Scale,
+    Sparse,
     SumPool2d,
+    serialize,
 )
 
 
@@ -45,7 +47,8 @@ def every_node_graph(seed: int = 0) -> Graph:
     g.add_node("scale", Scale(rng.uniform(0.5, 2, 36)))
     g.add_node("fc", Dense(rng.normal(size=(10, 36))))
     g.add_node("alif", ALIF(beta=0.9, threshold=1.0, rho=0.95, adapt_step=0.2))
-    g.add_node("rec", Dense(rng.normal(size=(10, 10)) * 0.3))
+    rows, cols = np.nonzero(rng.random((10, 10)) < 0.5)
+    g.add_node("rec", Sparse(rows, cols, rng.normal(size=rows.size) * 0.3, (10, 10)))
     g.add_node("li", LI(beta=0.8, alpha=0.5))
     g.add_node("spikes", Output())
     g.add_node("volts", Output())
@@ -207,7 +210,7 @@ def test_file_contains_only_json_and_npz(tmp_path) -> None:
     with zipfile.ZipFile(path) as z:
         assert sorted(z.namelist()) == ["arrays.npz", "graph.json"]
         doc = json.loads(z.read("graph.json"))
-    assert doc["format"] == "nmcompile-graph" and doc["version"] == 1
+    assert doc["format"] == "nmcompile-graph" and doc["version"] == serialize.VERSION
     assert {e["delay"] for e in doc["edges"]} == {0, 1, 2}
 
 

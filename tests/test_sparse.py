@@ -93,3 +93,20 @@ def test_the_reservoir_builds_saves_loads_and_runs(tmp_path) -> None:
     result = nmcompile.run(back, x, record=True)
     rate = result.spikes["res"].mean()
     assert 0.005 < rate < 0.3  # active, not saturated
+
+
+def test_a_sparse_projection_quantises_to_qsparse_without_a_dense_matrix(monkeypatch) -> None:
+    g = build_reservoir(2000, 100)
+    # a dense 2000 x 2000 float64 matrix takes 32 MB: a budget of 16 MB refuses any such step
+    monkeypatch.setenv("NMCOMPILE_MAX_BYTES", "16M")
+    q = nmcompile.quantize(g)
+    from nmcompile.ir import QSparse
+
+    recurrent = [n for n in q.nodes if n.startswith("res.from_res")]
+    assert len(recurrent) == 2 and all(isinstance(q[n], QSparse) for n in recurrent)
+    kept = sum(q[n].values.size for n in recurrent)  # less those that round to zero
+    assert 0.99 * 2000 * 100 < kept <= 2000 * 100
+    monkeypatch.delenv("NMCOMPILE_MAX_BYTES")
+    x = (np.random.default_rng(0).random((30, 1, 100)) < 0.2).astype(np.int64)
+    floats, fixed = (nmcompile.run(h, x, record=True).spikes["res"] for h in (g, q))
+    assert fixed.sum() > 100 and (floats == fixed).mean() > 0.95

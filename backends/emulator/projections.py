@@ -19,7 +19,7 @@ from numba import njit, prange
 from numpy.lib.stride_tricks import sliding_window_view
 
 from nmcompile.errors import LimitError, NmcompileError
-from nmcompile.ir.quantized import ACT_SHIFT, QConv2d, QDense, QSparse
+from nmcompile.ir.quantized import ACT_SHIFT, QConv2d, QDense, QSparse, blocks
 from nmcompile.ir.synapses import conv_fanout, matrix_fanout, sparse_fanout
 
 Op = Callable[[np.ndarray], np.ndarray]
@@ -80,9 +80,18 @@ def _prepare(w: np.ndarray, what: str, make: Callable[[], object]) -> object:
     return value
 
 
+def _abs_row_sum(w: np.ndarray) -> int:
+    """Largest sum of |w| over all but the first axis (one output), as a Python int. In
+    int64, block by block of rows: the IR stores weights narrow, and np.abs of an int8 -128
+    is -128."""
+    axes = tuple(range(1, w.ndim))
+    return max((int(np.abs(w[rows].astype(np.int64)).sum(axis=axes).max(initial=0))
+                for rows in blocks(w)), default=0)
+
+
 def _matrix_row_sum(w: np.ndarray) -> int:
     """Largest sum of |w| along a row (one output), once per read-only matrix."""
-    return _prepare(w, "row_sum", lambda: int(np.abs(w).sum(axis=1).max(initial=0)))
+    return _prepare(w, "row_sum", lambda: _abs_row_sum(w))
 
 
 def _exact_matmul(w: np.ndarray, max_in: int, exp: int) -> Op:
@@ -90,6 +99,7 @@ def _exact_matmul(w: np.ndarray, max_in: int, exp: int) -> Op:
     accumulate in int32 when a bound on them (after the shift) fits, else in int64."""
     bound = _matrix_row_sum(w) * max(max_in, 1)
     acc = np.int32 if bound << max(exp, 0) < 2**31 else np.int64
+    # the narrow weights widened to the sum's type: the kernels and BLAS never see int8
     wt_int = _prepare(w, f"wt_{np.dtype(acc).name}", lambda: np.ascontiguousarray(w.T, acc))
     dtype = np.float32 if bound < 2**24 else np.float64 if bound < 2**53 else None
     wt_float = []  # made on first use: sparse spikes never need it
@@ -149,13 +159,13 @@ def _row_sum(node) -> int:
     if isinstance(node, QSparse):
         def sparse() -> int:
             per_row = np.zeros(node.shape[0], np.int64)
-            np.add.at(per_row, node.rows, np.abs(node.values))
+            np.add.at(per_row, node.rows, np.abs(node.values.astype(np.int64)))
             return int(per_row.max(initial=0))
 
         return _prepare(node.values, "row_sum", sparse)
     if isinstance(node, QConv2d):
         w = node.weight
-        return _prepare(w, "row_sum", lambda: int(np.abs(w).sum(axis=(1, 2, 3)).max(initial=0)))
+        return _prepare(w, "row_sum", lambda: _abs_row_sum(w))
     raise NmcompileError(f"the emulator has no projection {type(node).__name__}")
 
 

@@ -65,7 +65,9 @@ def simulate(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,
             out[name] = out[name].astype(np.int64)
 
     preds = {name: graph.predecessors(name) for name in order}
-    bound = {name: int(np.abs(arr).max(initial=0)) for name, arr in out.items()}
+    # max |x| from min and max as Python ints: np.abs of an int8 -128 is -128
+    bound = {name: max(-int(arr.min()), int(arr.max())) if arr.size else 0
+             for name, arr in out.items()}
     layers: dict[str, NeuronLayer] = {}
     ops, events, nonzero_events = {}, {}, {}
     reached: dict[str, np.ndarray] = {}  # projection -> (T, B, out or 1) bool: an event arrived

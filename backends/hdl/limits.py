@@ -14,7 +14,7 @@ import numpy as np
 
 from nmcompile.errors import LimitError
 from nmcompile.ir import Graph, Input
-from nmcompile.ir.quantized import QConv2d, QDense, QSparse
+from nmcompile.ir.quantized import QConv2d, QDense, QSparse, abs_max
 from nmcompile.ir.synapses import conv_output_hw, window_pairs
 from nmcompile.quantization.profiles import Profile
 
@@ -94,7 +94,7 @@ class CoreLimits:
                 f"{self.acc_words:,}; shorten the delay after the projection")
 
     def check_weights(self, name: str, mantissas: np.ndarray) -> None:
-        top = int(np.abs(mantissas).max(initial=0))
+        top = abs_max(mantissas)  # Python ints: np.abs of an int8 -128 is -128
         if top >= 1 << (self.weight_bits - 1):
             raise LimitError(
                 f"projection {name!r} stores a weight mantissa of magnitude {top}, beyond the "

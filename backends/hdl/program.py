@@ -181,14 +181,15 @@ def _conv_synapses(node: QConv2d, in_shape: tuple[int, ...]) -> tuple[np.ndarray
     """Every (input position, output position, weight) a convolution's kernel reaches, zero
     weights included (the emulator counts those events too); flat C-order indices."""
     geometry = (node.stride, node.padding, node.dilation)
-    out_hw = conv_output_hw(in_shape[1:], node.weight.shape[2:], *geometry)
-    return conv_synapses(node.weight, in_shape, (node.weight.shape[0], *out_hw), *geometry,
-                         node.groups)
+    weight = node.weight.astype(np.int64)  # the program's words are int64, never narrow
+    out_hw = conv_output_hw(in_shape[1:], weight.shape[2:], *geometry)
+    return conv_synapses(weight, in_shape, (weight.shape[0], *out_hw), *geometry, node.groups)
 
 
 def _common_shift(weights: list[np.ndarray]) -> int:
     """The largest power of two dividing every weight (0 when all are zero), at most 8."""
-    nz = np.concatenate([np.abs(w[w != 0]) for w in weights] or [np.zeros(0, np.int64)])
+    nz = np.concatenate([np.abs(np.asarray(w[w != 0], np.int64)) for w in weights]
+                        or [np.zeros(0, np.int64)])
     if nz.size == 0:
         return 0
     low = np.bitwise_and(nz, -nz)  # lowest set bit of each
@@ -202,12 +203,14 @@ def _projection(name: str | None, node, src: int, dst: int, delays: tuple[int, i
         fan = [(idx[i:i + 1], np.ones(1, np.int64)) for i in range(n_src)]
         return Projection(None, src, dst, *delays, 0, True, count=False, n_dst=n_dst,
                           fanout=fan)
+    # Weights and targets as int64 before any shift, sum or abs: the IR stores them narrow.
     if isinstance(node, QDense):
-        w = node.weight
+        w = node.weight.astype(np.int64)
         fan = [(np.arange(0), w[:, i]) for i in range(n_src)]
         is_list = False
     elif isinstance(node, QSparse):
-        fan = source_lists(n_src, node.cols, node.rows, node.values)
+        fan = source_lists(n_src, node.cols.astype(np.int64), node.rows.astype(np.int64),
+                           node.values.astype(np.int64))
         is_list = True
     else:
         fan = source_lists(n_src, *_conv_synapses(node, in_shape))

@@ -27,7 +27,7 @@ from ..errors import UnsupportedError
 from ..ir import Graph, Input, Neuron
 from ..ir.inputs import delayed
 from ..ir.projections import Conv2d, Dense
-from ..ir.quantized import QConv2d, QDense, QSparse
+from ..ir.quantized import QConv2d, QDense, QSparse, abs_max
 from ..ir.synapses import conv_fanout, matrix_fanout, sparse_fanout
 from ..result import RunResult
 
@@ -144,7 +144,7 @@ def weight_width(graph: Graph) -> int:
               for node in graph.nodes.values() if isinstance(node, (QDense, QSparse, QConv2d))]
     if not stored:
         return FLOAT_BITS
-    return max(int(np.abs(w).max(initial=0)).bit_length() + 1 for w in stored)
+    return max(abs_max(w).bit_length() + 1 for w in stored)  # Python ints: no int8 wrap
 
 
 def state_width(graph: Graph) -> int:

@@ -6,6 +6,10 @@ neuron -> Output, every projection one of `QDense`, `QSparse`, `QConv2d`, every 
 it) is written out in `docs/fixed_point.md`; `backends/emulator` is its reference
 implementation. Weights are stored exactly as the hardware applies them: Lava's weight
 preparation (clip, then drop the low bits it does not store) leaves them unchanged.
+
+Weight mantissas (`weight`, `values`) and sparse indices are held in the narrowest signed
+dtype that holds them (docs/fixed_point.md, section 13): arithmetic on them must upcast to
+int64 first (`np.abs(np.int8(-128))` is -128).
 """
 
 from __future__ import annotations
@@ -33,30 +37,102 @@ WEIGHT_EXP_RANGE = (-16, 15)
 _WEIGHT = (-WEIGHT_MANT_MAX, WEIGHT_MANT_MAX)
 _INDEX = (0, 2**62)  # QSparse rows and cols; their shape bounds them further
 
+#: Weights and sparse indices are stored in the narrowest signed dtype that holds them
+#: (docs/fixed_point.md, section 13); per-neuron parameters stay int64.
+SIGNED = tuple(np.dtype(t) for t in (np.int8, np.int16, np.int32, np.int64))
+BLOCK = 1 << 20  # elements per block when an array is checked or converted
 
-def int_array(value, field: str, ndim: int | None = None,
-              bounds: tuple[int, int] | None = None) -> np.ndarray:
-    """An int64 array of integers within `bounds` (checked in Python ints, before the cast,
-    so that nothing wraps: a uint64 2^63 or a float inf never becomes some int64)."""
-    arr = numeric_array(value, field)  # numeric and finite
-    if arr.dtype.kind == "f" and not np.all(arr == np.round(arr)):
-        raise GraphError(f"parameter {field!r} must hold integers")
+
+def narrowest(lo: int, hi: int) -> np.dtype:
+    """The narrowest signed integer dtype (int8, int16, int32, int64) holding [lo, hi]."""
+    for dt in SIGNED:
+        info = np.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return dt
+    raise GraphError(f"integers in [{lo}, {hi}] do not fit 64 bits")
+
+
+def blocks(arr: np.ndarray):
+    """Slices of `arr` (ndim >= 1) along its first axis, about `BLOCK` elements each."""
+    rows = max(1, BLOCK // max(1, int(np.prod(arr.shape[1:]))))
+    for a in range(0, arr.shape[0], rows):
+        yield slice(a, a + rows)
+
+
+def abs_max(arr: np.ndarray) -> int:
+    """max |arr| (0 when empty) as a Python int, from min and max: no temporary, and no
+    wrap (`np.abs(np.int8(-128))` is -128)."""
+    return max(-int(arr.min()), int(arr.max())) if arr.size else 0
+
+
+@dataclass(frozen=True, eq=False)
+class Owned:
+    """An integer array handed over to a node: kept without a copy (made read-only) when it
+    is already in the node's dtype. The caller must not use it afterwards; the quantiser
+    writes mantissas straight into the narrow array this way."""
+
+    array: np.ndarray
+
+
+def _checked(value, field: str, bounds: tuple[int, int] | None
+             ) -> tuple[np.ndarray, int, int]:
+    """(array, min, max): `value` checked to hold integers within `bounds` (in Python ints,
+    before any cast, so that nothing wraps: a uint64 2^63 or a float inf never becomes some
+    int64)."""
+    arr = numeric_array(value.array if isinstance(value, Owned) else value, field)
+    if arr.dtype.kind == "f":  # numeric and finite; integral, checked block by block
+        flat = arr.reshape(1, -1) if arr.ndim == 0 else arr
+        if not all(np.all(flat[s] == np.round(flat[s])) for s in blocks(flat)):
+            raise GraphError(f"parameter {field!r} must hold integers")
     lo, hi = bounds if bounds is not None else (-(2**63), 2**63 - 1)
+    amin = amax = 0
     if arr.size:
         amin, amax = int(arr.min()), int(arr.max())  # Python ints: no overflow
         if amin < lo or amax > hi:
             raise GraphError(f"parameter {field!r} must lie in [{lo}, {hi}], got values in "
                              f"[{amin}, {amax}]")
-    arr = np.array(arr, dtype=np.int64)
-    if ndim is not None and arr.ndim != ndim:
-        raise GraphError(f"parameter {field!r} must have {ndim} dimensions, got {arr.shape}")
-    arr.flags.writeable = False  # a quantised node is a value: backends may cache per array
-    return arr
+    return arr, amin, amax
+
+
+def int_array(value, field: str, ndim: int | None = None,
+              bounds: tuple[int, int] | None = None, dtype: np.dtype | None = None
+              ) -> np.ndarray:
+    """A read-only array of integers within `bounds`, in `dtype`, by default the narrowest
+    signed dtype holding its values (int8, int16, int32 or int64). A copy (a node never
+    aliases caller data), converted block by block, unless `value` is `Owned` and already
+    in that dtype."""
+    arr, amin, amax = _checked(value, field, bounds)
+    dt = np.dtype(dtype) if dtype is not None else narrowest(amin, amax)
+    if isinstance(value, Owned) and arr.dtype == dt:
+        out = arr
+    elif arr.ndim == 0:
+        out = np.array(arr, dtype=dt)
+    else:
+        out = np.empty(arr.shape, dt)
+        for s in blocks(arr):
+            out[s] = arr[s]  # exact: every value is an integer that dt holds
+    if ndim is not None and out.ndim != ndim:
+        raise GraphError(f"parameter {field!r} must have {ndim} dimensions, got {out.shape}")
+    out.flags.writeable = False  # a quantised node is a value: backends may cache per array
+    return out
+
+
+def index_array(idx: np.ndarray, size: int) -> np.ndarray:
+    """Checked indices into an axis of `size`, in the narrowest signed dtype holding
+    [0, size - 1] (read-only)."""
+    dt = narrowest(0, max(size - 1, 0))
+    if idx.dtype == dt:
+        return idx
+    out = idx.astype(dt)
+    out.flags.writeable = False
+    return out
 
 
 def int_param(value, field: str, lo: int, hi: int) -> int | np.ndarray:
-    """An integer parameter, scalar (Python int) or per neuron (int64 array), within [lo, hi]."""
-    arr = int_array(value, field, bounds=(lo, hi))
+    """An integer parameter, scalar (Python int) or per neuron (an int64 array: these are few,
+    and kept wide so that `bias_mant << bias_exp` or `vth << 6` cannot wrap in anyone's
+    code), within [lo, hi]."""
+    arr = int_array(value, field, bounds=(lo, hi), dtype=np.int64)
     return int(arr) if arr.ndim == 0 else arr
 
 
@@ -111,24 +187,27 @@ class QSparse(Node):
     quantized = True
 
     def __post_init__(self) -> None:
-        self.rows = int_array(self.rows, "rows", ndim=1, bounds=_INDEX)
-        self.cols = int_array(self.cols, "cols", ndim=1, bounds=_INDEX)
+        rows = int_array(self.rows, "rows", ndim=1, bounds=_INDEX)
+        cols = int_array(self.cols, "cols", ndim=1, bounds=_INDEX)
         self.values = int_array(self.values, "values", ndim=1, bounds=_WEIGHT)
         self.shape = int_tuple(self.shape, 2, "shape")
         self.weight_exp = weight_exp_param(self.weight_exp)
         self.out_shape = _out_shape(self.out_shape)
-        if not len(self.rows) == len(self.cols) == len(self.values):
+        if not len(rows) == len(cols) == len(self.values):
             raise GraphError("QSparse rows, cols and values must have the same length")
-        if len(self.rows) and (self.rows.min() < 0 or self.rows.max() >= self.shape[0]
-                               or self.cols.min() < 0 or self.cols.max() >= self.shape[1]):
+        if len(rows) and (int(rows.min()) < 0 or int(rows.max()) >= self.shape[0]
+                          or int(cols.min()) < 0 or int(cols.max()) >= self.shape[1]):
             raise GraphError(f"QSparse indices fall outside its shape {self.shape}")
+        # indices in the narrowest signed dtype that holds the shape (not just these values)
+        self.rows = index_array(rows, self.shape[0])
+        self.cols = index_array(cols, self.shape[1])
 
     def output_shape(self, input_shape: Shape | None, name: str) -> Shape:
         return matrix_output_shape(self, self.shape[1], self.shape[0], input_shape, name)
 
     def dense(self) -> np.ndarray:
         w = np.zeros(self.shape, dtype=np.int64)
-        np.add.at(w, (self.rows, self.cols), self.values)
+        np.add.at(w, (self.rows, self.cols), self.values)  # int64 += narrow: int64 sums
         return w
 
 

@@ -1,5 +1,13 @@
 """The `.nmc` file: a zip holding `graph.json` (structure and scalars, versioned) and
-`arrays.npz` (every array parameter, loaded with `allow_pickle=False`). Nothing in it executes.
+`arrays.npz` (every array parameter, one `.npy` member each, never pickled). Nothing in it
+executes.
+
+Format 2 (docs/ir.md): `arrays.npz` is stored uncompressed, and so are its members, each in its
+array's own dtype (integer arrays of quantised nodes and sparse indices in the smallest integer
+dtype that holds their values, the node's dtype recorded beside them). `save` streams every
+array's bytes to its member in chunks, with no copy of the array or of the archive; `load`
+opens `arrays.npz` in place and reads each member in chunks into its final array. Format 1
+(`arrays.npz` deflated as one member) still loads.
 
 Sizes are checked from the zip's directory before anything is decompressed, so a hostile file
 cannot make `load` allocate more than `max_bytes`.
@@ -8,7 +16,6 @@ cannot make `load` allocate more than `max_bytes`.
 from __future__ import annotations
 
 import dataclasses
-import io
 import json
 import os
 import zipfile
@@ -24,17 +31,70 @@ from .graph import Graph
 from .node import NODE_TYPES
 
 FORMAT = "nmcompile-graph"
-VERSION = 1
+VERSION = 2
 MAX_JSON = 64 << 20  # graph.json holds structure only; the arrays are in arrays.npz
+ARRAYS = "arrays.npz"
+
+#: Integer dtypes an array may be stored as, smallest first (unsigned before signed).
+_INT_DTYPES = tuple(np.dtype(t) for t in ("u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8"))
+_INT_NAMES = {dt.name: dt for dt in _INT_DTYPES}
 
 
-def _encode(value: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
+def _narrows(node: Any, field: str) -> bool:
+    """Parameters stored in the smallest integer dtype that holds them: a quantised node's
+    integers (its constructor bounds them in Python ints, whatever their dtype) and a sparse
+    node's indices."""
+    return bool(node.quantized) or (type(node).__name__ == "Sparse" and field in ("rows", "cols"))
+
+
+def _narrowed(value: np.ndarray) -> np.dtype:
+    """The smallest integer dtype that holds every value of `value`, if smaller than its own."""
+    if value.dtype.kind not in "iu" or value.size == 0:
+        return value.dtype
+    return _fitting(int(value.min()), int(value.max()), value.dtype)  # Python ints: no overflow
+
+
+def _fitting(lo: int, hi: int, dtype: np.dtype) -> np.dtype:
+    """The smallest integer dtype narrower than `dtype` holding [lo, hi], else `dtype`."""
+    for dt in _INT_DTYPES:
+        if dt.itemsize >= dtype.itemsize:
+            break
+        info = np.iinfo(dt)
+        if info.min <= lo and hi <= info.max:
+            return dt
+    return dtype
+
+
+def _halves(value: np.ndarray, dtype: np.dtype) -> int:
+    """1 when `value` holds even integers only and their halves fit a dtype narrower than
+    `dtype`, the one it would be stored as (Loihi's mixed-sign weights, even in [-256, 254]:
+    int8 halves instead of int16), else 0. Checked block by block: no full-size temporary."""
+    if value.dtype.kind != "i" or dtype.itemsize < 2 or value.size == 0:
+        return 0
+    flat = value.reshape(-1)
+    step = 1 << 20
+    if any((flat[k:k + step] & 1).any() for k in range(0, flat.size, step)):
+        return 0
+    lo, hi = int(value.min()) >> 1, int(value.max()) >> 1
+    return int(_fitting(lo, hi, dtype).itemsize < dtype.itemsize)
+
+
+def _encode(value: Any, arrays: dict[str, np.ndarray], where: str,
+            stored: Stored | None = None) -> Any:
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "biuf":
             raise FormatError(f"{where}: arrays of dtype {value.dtype} cannot be saved")
         key = f"a{len(arrays)}"
         arrays[key] = value
-        return {"array": key}
+        dtype = _narrowed(value) if stored is not None else value.dtype
+        shift = _halves(value, dtype) if stored is not None else 0
+        if shift:
+            dtype = _fitting(int(value.min()) >> 1, int(value.max()) >> 1, dtype)
+        if dtype == value.dtype:
+            return {"array": key}
+        stored[key] = (dtype, shift)
+        out = {"array": key, "dtype": value.dtype.name}  # the node's dtype, restored on load
+        return out | ({"step": 2} if shift else {})
     if isinstance(value, tuple):
         return {"tuple": [_encode(v, arrays, where) for v in value]}
     if isinstance(value, np.generic):
@@ -44,26 +104,71 @@ def _encode(value: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
     raise FormatError(f"{where}: cannot save a value of type {type(value).__name__}")
 
 
+def _doubled(array: np.ndarray, dtype: Any, where: str) -> np.ndarray:
+    """2 * `array`, in the node's recorded integer dtype (one that holds the doubled values)."""
+    if not isinstance(dtype, str) or dtype not in _INT_NAMES \
+            or _INT_NAMES[dtype].itemsize < 2 * array.dtype.itemsize:
+        raise FormatError(f"{where}: a halved array needs a wider dtype, got {str(dtype)[:20]!r}")
+    out = array.astype(_INT_NAMES[dtype])
+    out <<= 1
+    return out
+
+
 def _decode(value: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
     if isinstance(value, dict):
         if "array" in value:
             try:
-                return arrays[value["array"]]
+                array = arrays[value["array"]]
             except KeyError:
                 raise FormatError(f"{where}: array {value['array']!r} is missing") from None
+            if "step" in value:  # halved on save: integers twice the stored ones
+                if value["step"] != 2 or not isinstance(array, np.ndarray) \
+                        or array.dtype.kind != "i":
+                    raise FormatError(f"{where}: unknown array step {str(value['step'])[:20]!r}")
+                return _doubled(array, value.get("dtype"), where)
+            return array
         if "tuple" in value:
             return tuple(_decode(v, arrays, where) for v in value["tuple"])
         raise FormatError(f"{where}: unknown value {value!r}")
     return value
 
 
+def _declared_dtype(value: Any, array: Any, where: str) -> np.dtype | None:
+    """The node's dtype that a narrowed array parameter records (`{"array", "dtype"}`):
+    an integer dtype that holds every value of the stored one."""
+    if not isinstance(value, dict) or "dtype" not in value:
+        return None
+    name = value["dtype"]
+    if not isinstance(name, str) or name not in _INT_NAMES:
+        raise FormatError(f"{where}: unknown array dtype {str(name)[:40]!r}")
+    dtype = _INT_NAMES[name]
+    if not isinstance(array, np.ndarray) or not np.can_cast(array.dtype, dtype, "safe"):
+        raise FormatError(f"{where}: an array stored as "
+                          f"{getattr(array, 'dtype', type(array).__name__)} cannot be a {name} "
+                          f"parameter")
+    return dtype
+
+
 def to_dict(graph: Graph) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """The JSON document and the arrays of a graph."""
+    doc, arrays, _ = _document(graph)
+    return doc, arrays
+
+
+Stored = dict[str, tuple[np.dtype, int]]  # array key -> (dtype on file, right shift)
+
+
+def _document(graph: Graph) -> tuple[dict[str, Any], dict[str, np.ndarray], Stored]:
+    """`to_dict`, and the dtype and shift each narrowed array is stored with."""
     arrays: dict[str, np.ndarray] = {}
+    stored: Stored = {}
     nodes = []
     for name, node in graph.nodes.items():
-        params = {k: _encode(v, arrays, f"node {name!r}, parameter {k!r}")
-                  for k, v in node.params().items()}
+        params = {}
+        for f in dataclasses.fields(node):
+            where = f"node {name!r}, parameter {f.name!r}"
+            params[f.name] = _encode(getattr(node, f.name), arrays, where,
+                                     stored if _narrows(node, f.name) else None)
         nodes.append({"name": name, "type": type(node).__name__, "params": params})
     doc = {
         "format": FORMAT,
@@ -73,16 +178,25 @@ def to_dict(graph: Graph) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         "nodes": nodes,
         "edges": [{"src": u, "dst": v, "delay": d} for u, v, d in graph.edges()],
     }
-    return doc, arrays
+    return doc, arrays, stored
 
 
-def from_dict(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Graph:
+def check_version(doc: Any) -> int:
+    """The format version of a `graph.json` document that this nmcompile reads."""
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise FormatError("not an nmcompile graph (graph.json lacks the format tag)")
     version = doc.get("version")
-    if not isinstance(version, int) or version > VERSION:
-        raise FormatError(f"graph.json has format version {version!r}; this nmcompile reads "
-                          f"versions up to {VERSION}: upgrade nmcompile")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise FormatError(f"graph.json has no valid format version (got {str(version)[:40]!r})")
+    if version > VERSION:
+        raise FormatError(f"graph.json has format version {version}: this file needs nmcompile "
+                          f"that reads format version {version} (this one reads versions 1 to "
+                          f"{VERSION}); upgrade nmcompile")
+    return version
+
+
+def from_dict(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Graph:
+    check_version(doc)
     try:
         graph = Graph(dt=doc.get("dt"), metadata=doc.get("metadata") or {})
         for entry in doc["nodes"]:
@@ -90,8 +204,11 @@ def from_dict(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Graph:
             cls = NODE_TYPES.get(type_name)
             if cls is None:
                 raise FormatError(f"node {name!r} has unknown type {type_name!r}")
-            params = {k: _decode(v, arrays, f"node {name!r}")
-                      for k, v in entry["params"].items()}
+            params, declared = {}, {}
+            for k, v in entry["params"].items():
+                params[k] = _decode(v, arrays, f"node {name!r}")
+                if (dtype := _declared_dtype(v, params[k], f"node {name!r}, {k!r}")) is not None:
+                    declared[k] = dtype
             known = {f.name for f in dataclasses.fields(cls)}
             if set(params) - known:
                 raise FormatError(f"node {name!r} ({type_name}) has unknown parameters "
@@ -100,6 +217,12 @@ def from_dict(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Graph:
                 node = cls(**params)
             except GraphError as exc:  # name the node: its constructor does not know it
                 raise type(exc)(f"node {name!r} ({type_name}): {exc}") from None
+            for k, dtype in declared.items():  # narrowed on save: the node's own dtype back,
+                value = getattr(node, k)       # unless its constructor already converted it
+                if isinstance(value, np.ndarray) and value.dtype != dtype:
+                    wide = value.astype(dtype)  # lossless: checked by _declared_dtype
+                    wide.flags.writeable = value.flags.writeable
+                    setattr(node, k, wide)
             graph.add_node(name, node)
         for edge in doc["edges"]:
             graph.add_edge(edge["src"], edge["dst"], edge["delay"])
@@ -118,18 +241,22 @@ def save(graph: Graph, path: str | os.PathLike, *, force: bool = False) -> Path:
     from ..outputs import replace_file
 
     graph.validate()
-    doc, arrays = to_dict(graph)
+    doc, arrays, stored = _document(graph)
     try:
         text = json.dumps(doc, indent=1, allow_nan=True)
     except (TypeError, ValueError) as exc:
         raise FormatError(f"graph metadata is not JSON-serialisable: {exc}") from None
-    buf = io.BytesIO()
-    np.savez(buf, **arrays)
 
     def write(f) -> None:
-        with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED) as z:
-            z.writestr("graph.json", text)
-            z.writestr("arrays.npz", buf.getvalue())
+        # format 2: arrays.npz stored, holding one stored .npy member per array, each streamed
+        # from the array's memory (zipfile writes the inner archive to the outer member as it
+        # goes, with data descriptors; the outer member's sizes are patched in place)
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED) as z:
+            z.writestr("graph.json", text, compress_type=zipfile.ZIP_DEFLATED)
+            with z.open(ARRAYS, "w", force_zip64=True) as member, \
+                    zipfile.ZipFile(member, "w", zipfile.ZIP_STORED) as inner:
+                for key, array in arrays.items():
+                    npy.write_array(inner, f"{key}.npy", array, *stored.get(key, (None, 0)))
 
     return replace_file(path, write, is_nmc, force=force)
 
@@ -159,7 +286,7 @@ def load(path: str | os.PathLike, max_bytes: int | str | None = None) -> Graph:
     try:
         with zipfile.ZipFile(path) as z:
             names = set(z.namelist())
-            if not {"graph.json", "arrays.npz"} <= names:
+            if not {"graph.json", ARRAYS} <= names:
                 raise FormatError(f"{path}: not an .nmc file (needs graph.json and arrays.npz)")
             npy.check_members(z, budget, str(path))
             if z.getinfo("graph.json").file_size > MAX_JSON:
@@ -167,9 +294,13 @@ def load(path: str | os.PathLike, max_bytes: int | str | None = None) -> Graph:
                                  f"{z.getinfo('graph.json').file_size:,} bytes, more than "
                                  f"{MAX_JSON:,}; this is not a graph nmcompile wrote")
             doc = json.loads(npy.read_member(z, "graph.json", str(path)))
-            with npy.spool_member(z, "arrays.npz", str(path)) as spool, \
-                    zipfile.ZipFile(spool) as inner:
-                arrays = dict(npy.read_npz(inner, budget, f"{path}:arrays.npz"))
+            try:
+                check_version(doc)  # before the arrays: a newer format may lay them out anew
+            except FormatError as exc:
+                raise FormatError(f"{path}: {exc}") from None
+            # stored (format 2): read in place; deflated (format 1): through a temporary file
+            with npy.open_archive(z, ARRAYS, str(path)) as inner:
+                arrays = dict(npy.read_npz(inner, budget, f"{path}:{ARRAYS}"))
     except FileNotFoundError:
         raise FormatError(f"{path}: no such file") from None
     except IsADirectoryError:

@@ -20,9 +20,21 @@ from typing import Any
 import numpy as np
 
 from ..errors import LimitError, NmcompileError, UnsupportedError
-from ..ir import ALIF, IF, LI, LIF, Conv2d, Graph, Input, Output
+from ..ir import ALIF, IF, LI, LIF, Conv2d, Graph, Input, Output, Sparse
 from ..ir.neurons import Neuron
-from ..ir.quantized import ACT_SHIFT, QALIF, QLI, QLIF, VTH_MAX, QConv2d, QDense, QSparse
+from ..ir.quantized import (
+    ACT_SHIFT,
+    QALIF,
+    QLI,
+    QLIF,
+    VTH_MAX,
+    Owned,
+    QConv2d,
+    QDense,
+    QSparse,
+    blocks,
+    narrowest,
+)
 from .profiles import Profile, get_profile
 
 UNIT = 1 << ACT_SHIFT  # synaptic input a counts in units of 64 of u and v
@@ -115,11 +127,17 @@ def _mantissa_range(profile: Profile, mode: str) -> tuple[int, int, int]:
 
 
 def _sign_mode(w: np.ndarray) -> str:
-    if (w >= 0).all():
+    """From min and max: no full-size temporary (an empty matrix is excitatory)."""
+    if not w.size or w.min() >= 0:
         return "excitatory"
-    if (w <= 0).all():
+    if w.max() <= 0:
         return "inhibitory"
     return "mixed"
+
+
+def _abs_max(w: np.ndarray) -> float:
+    """max |w| (0 when empty) from min and max: no full-size temporary."""
+    return float(max(-w.min(), w.max())) if w.size else 0.0
 
 
 def _weight_exp(wmax: float, hi: int, profile: Profile) -> int:
@@ -130,29 +148,54 @@ def _weight_exp(wmax: float, hi: int, profile: Profile) -> int:
     return int(np.clip(math.ceil(math.log2(wmax / hi)), lo_e, hi_e))
 
 
+def _weights(node) -> np.ndarray:
+    """A float projection's weights: its matrix or kernel, or a `Sparse` one's values."""
+    return node.values if isinstance(node, Sparse) else node.weight
+
+
 def _quantize_weights(name: str, source: str, node, scale: float, profile: Profile
                       ) -> tuple[Any, ProjectionReport]:
-    w = node.weight * scale / UNIT
-    mode = _sign_mode(node.weight)
+    """The projection's mantissas, computed block by block of rows (no full-size float64
+    temporary) and written straight into the narrow array the node keeps (`Owned`). A
+    `Sparse` becomes a `QSparse` of its entries that do not round to zero."""
+    weight = _weights(node)
+    mode = _sign_mode(weight)
     lo, hi, step = _mantissa_range(profile, mode)
-    e = _weight_exp(float(np.abs(w).max(initial=0)), min(hi, -lo) if mode == "mixed" else
+    # max |W * scale / UNIT| is max |W| * scale / UNIT: both roundings are monotonic
+    e = _weight_exp(_abs_max(weight) * scale / UNIT, min(hi, -lo) if mode == "mixed" else
                     max(hi, -lo), profile)
-    exact = w / 2.0 ** e
-    q = np.round(exact / step) * step
-    clipped = float(((q < lo) | (q > hi)).mean()) if q.size else 0.0
-    q = np.clip(q, lo, hi).astype(np.int64)
-    wmax = float(np.abs(node.weight).max(initial=0))
-    err = float(np.abs(q * 2.0 ** e * UNIT / scale - node.weight).max(initial=0))
-    density = float(np.count_nonzero(q) / q.size) if q.size else 0.0
+    stored = np.empty(weight.shape, narrowest(lo, hi))  # int16 for loihi2 and fpga16
+    n_clipped = nonzero = 0
+    err = 0.0
+    for rows in blocks(weight):
+        block = weight[rows]
+        exact = block * scale / UNIT / 2.0 ** e
+        q = np.round(exact / step) * step
+        n_clipped += int(np.count_nonzero((q < lo) | (q > hi)))
+        np.clip(q, lo, hi, out=q)
+        nonzero += int(np.count_nonzero(q))
+        err = max(err, float(np.abs(q * 2.0 ** e * UNIT / scale - block).max(initial=0)))
+        stored[rows] = q  # integers within [lo, hi]: exact
+    size = weight.size
+    clipped = n_clipped / size if size else 0.0
+    wmax = _abs_max(weight)
+    cells = math.prod(node.shape) if isinstance(node, Sparse) else size  # of the whole matrix
+    density = nonzero / cells if cells else 0.0
     if isinstance(node, Conv2d):
-        qnode = QConv2d(q, e, node.stride, node.padding, node.dilation, node.groups)
+        qnode = QConv2d(Owned(stored), e, node.stride, node.padding, node.dilation, node.groups)
         kind = "conv"
+    elif isinstance(node, Sparse):
+        keep = np.flatnonzero(stored)
+        qnode = QSparse(node.rows[keep], node.cols[keep], Owned(stored[keep]), node.shape, e,
+                        node.out_shape)
+        kind = "sparse"
     elif density < profile.sparse_below:
-        rows, cols = np.nonzero(q)
-        qnode = QSparse(rows, cols, q[rows, cols], q.shape, e, node.out_shape)
+        rows, cols = np.nonzero(stored)
+        qnode = QSparse(rows, cols, Owned(stored[rows, cols]), stored.shape, e,
+                        node.out_shape)
         kind = "sparse"
     else:
-        qnode = QDense(q, e, node.out_shape)
+        qnode = QDense(Owned(stored), e, node.out_shape)
         kind = "dense"
     report = ProjectionReport(name, source, kind, e, mode, clipped,
                               err / wmax if wmax else 0.0, density)
@@ -160,10 +203,17 @@ def _quantize_weights(name: str, source: str, node, scale: float, profile: Profi
 
 
 def _fan_in_bound(node) -> float:
-    """Largest sum of |weights| into one output: the input when every source spikes."""
-    if isinstance(node, Conv2d):
-        return float(np.abs(node.weight).sum(axis=(1, 2, 3)).max(initial=0))
-    return float(np.abs(node.weight).sum(axis=1).max(initial=0))
+    """Largest sum of |weights| into one output: the input when every source spikes (block by
+    block of rows)."""
+    if isinstance(node, Sparse):  # per row, block by block of entries
+        per_row = np.zeros(node.shape[0])
+        for k in blocks(node.values):
+            per_row += np.bincount(node.rows[k], np.abs(node.values[k]), node.shape[0])
+        return float(per_row.max(initial=0))
+    axes = (1, 2, 3) if isinstance(node, Conv2d) else 1
+    w = node.weight
+    return max((float(np.abs(w[rows]).sum(axis=axes).max(initial=0)) for rows in blocks(w)),
+               default=0.0)
 
 
 def _amax(value: Any) -> float:
@@ -200,14 +250,16 @@ def _calibrate(graph: Graph, calibration: Any) -> dict[str, float]:
 
 def quantize(graph: Graph, profile: str | Profile = "loihi2",
              calibration: np.ndarray | Mapping[str, np.ndarray] | None = None,
-             *, report: bool = False) -> Graph | tuple[Graph, QuantizationReport]:
+             *, report: bool = False, max_bytes: int | str | None = None
+             ) -> Graph | tuple[Graph, QuantizationReport]:
     """Quantise a float graph for `profile`; with `report=True` also return the per-layer
-    report (exponents, clipping, rounding errors, safe-range use)."""
+    report (exponents, clipping, rounding errors, safe-range use). `max_bytes` is the
+    folding pass's memory budget (`nmcompile.limits`)."""
     from ..passes import fold_linear  # imports PyTorch: only when quantising
 
     prof = get_profile(profile)
     _check_delays(graph, prof)  # before folding (which may add delays up) and again after
-    folded = fold_linear(graph)  # validated
+    folded = fold_linear(graph, max_bytes=max_bytes)  # validated
     _check_delays(folded, prof)
     measured = _calibrate(folded, calibration) if calibration is not None else None
     out = Graph(dt=graph.dt, metadata=dict(graph.metadata))
@@ -275,8 +327,8 @@ def _quantize_layer(folded: Graph, name: str, node: Neuron, prof: Profile,
         scale = min(scale, (2 ** (prof.bias_mant_bits - 1) - 1) * 2 ** prof.bias_exp_range[1]
                     / bias)
     for _, _, p in projections:
-        wmax = float(np.abs(p.weight).max(initial=0))
-        lo, hi, _ = _mantissa_range(prof, _sign_mode(p.weight))
+        wmax = _abs_max(_weights(p))
+        lo, hi, _ = _mantissa_range(prof, _sign_mode(_weights(p)))
         if wmax:  # largest mantissa magnitude: both signs for mixed, one sign otherwise
             top = min(hi, -lo) if lo < 0 < hi else max(hi, -lo)
             scale = min(scale, top * 2.0 ** prof.weight_exp_range[1] * UNIT / wmax)

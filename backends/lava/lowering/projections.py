@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from nmcompile.errors import UnsupportedError
-from nmcompile.ir.quantized import QConv2d, QDense, QSparse
+from nmcompile.ir.quantized import QConv2d, QDense, QSparse, abs_max
 from nmcompile.ir.synapses import conv_synapses
 
 from ..plan import MAX_SYNAPTIC_DELAY, ProcSpec
@@ -69,7 +69,8 @@ def inverse(perm: np.ndarray) -> np.ndarray:
 def dense_spec(name: str, node_name: str, node: QDense, perm_in: np.ndarray,
                perm_out: np.ndarray, delay: int, graded: bool, inputs: list[str]) -> ProcSpec:
     mode = check_weights(node_name, node.weight)
-    w = np.ascontiguousarray(node.weight[perm_out][:, perm_in])
+    # int64, as before the IR stored weights narrow: the plan and params.npz are unchanged
+    w = np.ascontiguousarray(node.weight[perm_out][:, perm_in], dtype=np.int64)
     params = {"shape": tuple(w.shape), "weights": w, "weight_exp": node.weight_exp,
               "num_weight_bits": 8, "sign_mode": mode, "num_message_bits": message_bits(graded)}
     if delay:
@@ -112,7 +113,7 @@ def conv_stock(node: QConv2d) -> bool:
     into the kernel, which must stay within int32)."""
     if node.weight_exp < 0:
         return False
-    return int(np.abs(node.weight).max(initial=0)) << node.weight_exp < 2**31
+    return abs_max(node.weight) << node.weight_exp < 2**31  # Python ints: no wrap
 
 
 def conv_spec(name: str, node_name: str, node: QConv2d, in_shape: tuple[int, ...],
@@ -121,7 +122,9 @@ def conv_spec(name: str, node_name: str, node: QConv2d, in_shape: tuple[int, ...
     co, ho, wo = out_shape
     # IR (C_out, C_in/g, kh, kw) cross-correlation -> Lava (C_out, X=kh, Y=kw, C_in/g)
     # convolution: flip both spatial axes, then move C_in last.
-    kernel = node.weight[:, :, ::-1, ::-1].transpose(0, 2, 3, 1) << node.weight_exp
+    # int64 before the shift: the IR stores the kernel narrow (an int8 << 7 would wrap)
+    kernel = node.weight.astype(np.int64)[:, :, ::-1, ::-1].transpose(0, 2, 3, 1) \
+        << node.weight_exp
     params = {"weight": np.ascontiguousarray(kernel), "input_shape": (h, w, c),
               "output_shape": (ho, wo, co), "padding": tuple(node.padding),
               "stride": tuple(node.stride), "dilation": tuple(node.dilation),
@@ -134,8 +137,9 @@ def conv_matrix(node: QConv2d, in_shape: tuple[int, ...], out_shape: tuple[int, 
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The convolution as (rows, cols, values) over IR flat (C, H, W) indices: every kernel
     tap that lands inside the input, zero weights included (they are stored synapses)."""
-    cols, rows, values = conv_synapses(node.weight, in_shape, out_shape, node.stride,
-                                       node.padding, node.dilation, node.groups, order="output")
+    cols, rows, values = conv_synapses(node.weight.astype(np.int64), in_shape, out_shape,
+                                       node.stride, node.padding, node.dilation, node.groups,
+                                       order="output")
     return rows, cols, values
 
 

@@ -228,7 +228,7 @@ def test_a_lone_dense_is_taken_as_is() -> None:
     g = _chain_graph((20000,), [Dense(w)], source="x")
     f = fold_linear(g, max_bytes="4M")
     assert np.array_equal(f["n1.from_x"].weight, w) and f["n1.from_x"].weight is not w
-    assert g["p0"].weight is not f["n1.from_x"].weight
+    assert g["p0"].weight is f["n1.from_x"].weight  # unscaled: shared, not copied
     g = _chain_graph((2, 100, 100), [Scale(0.5), Flatten(), Dense(w)], source="x")
     f = fold_linear(g, max_bytes="4M")
     assert np.array_equal(f["n1.from_x"].weight, w * 0.5)

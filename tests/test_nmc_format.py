@@ -100,9 +100,12 @@ def test_a_graph_round_trips_with_every_dtype_and_storage(tmp_path) -> None:
         stored = {k: inner[k].dtype for k in inner.files}
     assert doc["version"] == serialize.VERSION == 2
     params = {n["name"]: n["params"] for n in doc["nodes"]}
-    # sparse indices in the smallest unsigned dtype holding them, the node's dtype recorded
-    assert stored[params["qs"]["rows"]["array"]] == np.uint16
+    # sparse indices in the smallest unsigned dtype holding them, the node's dtype recorded;
+    # rows that never decrease as one count per row
+    assert stored[params["qs"]["cols"]["array"]] == np.int8  # the node's own: 4 columns
+    assert params["qs"]["rows"]["runs"] is True
     assert params["qs"]["rows"]["dtype"] == g["qs"].rows.dtype.name
+    assert inner[params["qs"]["rows"]["array"]].tolist() == [1] + [0] * 39_998 + [1]
     assert stored[params["sp"]["cols"]["array"]] == np.uint8
     assert params["q1"]["weight"]["step"] == 2
     assert stored[params["q1"]["weight"]["array"]] == np.int8

@@ -110,3 +110,15 @@ def test_a_sparse_projection_quantises_to_qsparse_without_a_dense_matrix(monkeyp
     x = (np.random.default_rng(0).random((30, 1, 100)) < 0.2).astype(np.int64)
     floats, fixed = (nmcompile.run(h, x, record=True).spikes["res"] for h in (g, q))
     assert fixed.sum() > 100 and (floats == fixed).mean() > 0.95
+
+
+def test_a_large_sparse_file_takes_at_most_6_bytes_per_synapse(tmp_path) -> None:
+    """70,000 neurons (indices past 16 bits), 10 synapses each: the quantised reservoir's
+    sparse projections take at most 6 bytes a synapse on file (rows as one count per row)."""
+    g = nmcompile.quantize(build_reservoir(70_000, 10))
+    sparse = [n for n, node in g.nodes.items() if hasattr(node, "values")]
+    synapses = sum(g[n].values.size for n in sparse)
+    dense_bytes = sum(node.weight.size for node in g.nodes.values() if hasattr(node, "weight"))
+    path = nmcompile.save(g, tmp_path / "r.nmc")
+    assert (path.stat().st_size - dense_bytes) / synapses <= 6
+    assert nmcompile.load(path) == g

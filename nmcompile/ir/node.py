@@ -81,9 +81,21 @@ def values_equal(a: Any, b: Any) -> bool:
 NUMERIC_KINDS = "biuf"
 
 
+@dataclasses.dataclass(frozen=True, eq=False)
+class Owned:
+    """An array handed over to a node: kept without a copy when it is already in the node's
+    dtype (a quantised node makes it read-only). The caller must not use it afterwards: the
+    quantiser writes mantissas straight into the narrow array this way, `load` hands over
+    the arrays it read, the fold the matrices it built."""
+
+    array: np.ndarray
+
+
 def numeric_array(value: Any, field: str) -> np.ndarray:
-    """`value` as a numpy array of finite numbers (its own dtype, not copied), or a
-    `GraphError` naming the parameter."""
+    """`value` (or an `Owned` one) as a numpy array of finite numbers (its own dtype, not
+    copied), or a `GraphError` naming the parameter."""
+    if isinstance(value, Owned):
+        value = value.array
     if isinstance(value, (str, bytes)):
         raise GraphError(f"parameter {field!r} must be a number, got the string {value!r}")
     try:
@@ -93,24 +105,38 @@ def numeric_array(value: Any, field: str) -> np.ndarray:
     if arr.dtype.kind not in NUMERIC_KINDS:
         raise GraphError(f"parameter {field!r} must be numeric, got dtype {arr.dtype} "
                          f"({type(value).__name__})")
-    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
+    if arr.dtype.kind == "f" and not _finite(arr):
         raise GraphError(f"parameter {field!r} holds non-finite values (nan or inf)")
     return arr
+
+
+def _finite(arr: np.ndarray) -> bool:
+    """All finite, checked block by block (no full-size temporary)."""
+    flat = arr.reshape(-1)
+    return all(np.isfinite(flat[k:k + (1 << 20)]).all() for k in range(0, flat.size, 1 << 20))
+
+
+def _float64(value: Any, field: str) -> np.ndarray:
+    """A float64 array: a copy (a node never aliases caller data), unless `value` is an
+    `Owned` float64 array."""
+    arr = numeric_array(value, field)
+    if isinstance(value, Owned) and arr.dtype == np.float64:
+        return arr
+    return np.array(arr, dtype=np.float64)
 
 
 def float_param(value: Any, field: str) -> float | np.ndarray:
     """A float parameter, scalar or per neuron: a Python float, or a float64 array (ndim >= 1)."""
     if isinstance(value, (bool, np.bool_)):
         raise GraphError(f"parameter {field!r} must be a number, not a bool")
-    # One copy: a node never aliases caller data.
-    arr = np.array(numeric_array(value, field), dtype=np.float64)
+    arr = _float64(value, field)
     if arr.ndim == 0:
         return float(arr)
     return arr
 
 
 def array_param(value: Any, field: str, ndim: int | None = None) -> np.ndarray:
-    arr = np.array(numeric_array(value, field), dtype=np.float64)
+    arr = _float64(value, field)
     if ndim is not None and arr.ndim != ndim:
         raise GraphError(f"parameter {field!r} must have {ndim} dimensions, got shape {arr.shape}")
     return arr

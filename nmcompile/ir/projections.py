@@ -19,6 +19,7 @@ from .node import (
     float_param,
     int_tuple,
     int_value,
+    numeric_array,
     register,
 )
 from .synapses import conv_output_size
@@ -77,7 +78,7 @@ class Dense(Node):
 def _indices(value, field: str, size: int) -> np.ndarray:
     """A 1-D array of indices in [0, size): int32 when the size allows (a 100M-synapse
     reservoir's indices take half the memory), else int64."""
-    arr = np.asarray(value)
+    arr = numeric_array(value, field)
     if arr.ndim != 1 or (arr.size and arr.dtype.kind not in "iu"):
         raise GraphError(f"Sparse {field} must be a 1-D array of integers, got "
                          f"{arr.dtype} of shape {arr.shape}")

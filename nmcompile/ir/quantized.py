@@ -21,7 +21,7 @@ import numpy as np
 
 from ..errors import GraphError
 from .neurons import RESETS, Neuron
-from .node import Node, Shape, int_tuple, int_value, numeric_array, register
+from .node import Node, Owned, Shape, int_tuple, int_value, numeric_array, register
 from .projections import Conv2d, matrix_output_shape
 
 #: Fixed-point constants of the Loihi neuron (see docs/fixed_point.md).
@@ -65,21 +65,12 @@ def abs_max(arr: np.ndarray) -> int:
     return max(-int(arr.min()), int(arr.max())) if arr.size else 0
 
 
-@dataclass(frozen=True, eq=False)
-class Owned:
-    """An integer array handed over to a node: kept without a copy (made read-only) when it
-    is already in the node's dtype. The caller must not use it afterwards; the quantiser
-    writes mantissas straight into the narrow array this way."""
-
-    array: np.ndarray
-
-
 def _checked(value, field: str, bounds: tuple[int, int] | None
              ) -> tuple[np.ndarray, int, int]:
     """(array, min, max): `value` checked to hold integers within `bounds` (in Python ints,
     before any cast, so that nothing wraps: a uint64 2^63 or a float inf never becomes some
     int64)."""
-    arr = numeric_array(value.array if isinstance(value, Owned) else value, field)
+    arr = numeric_array(value, field)
     if arr.dtype.kind == "f":  # numeric and finite; integral, checked block by block
         flat = arr.reshape(1, -1) if arr.ndim == 0 else arr
         if not all(np.all(flat[s] == np.round(flat[s])) for s in blocks(flat)):

@@ -28,7 +28,7 @@ from .. import limits
 from ..errors import FormatError, GraphError, LimitError
 from . import npy
 from .graph import Graph
-from .node import NODE_TYPES
+from .node import NODE_TYPES, Owned
 
 FORMAT = "nmcompile-graph"
 VERSION = 2
@@ -104,6 +104,23 @@ def _encode(value: Any, arrays: dict[str, np.ndarray], where: str,
     raise FormatError(f"{where}: cannot save a value of type {type(value).__name__}")
 
 
+def _sorted(rows: np.ndarray) -> bool:
+    """Whether the row indices never decrease (checked block by block): then the rows of a
+    sparse matrix are stored as one count per row, not one index per synapse."""
+    step = 1 << 20
+    return all(not (np.diff(rows[k:k + step + 1]) < 0).any() for k in range(0, rows.size, step))
+
+
+def _runs(counts: np.ndarray, dtype: Any, where: str) -> np.ndarray:
+    """Row indices from run lengths (row r repeated counts[r] times), in the node's dtype."""
+    if not isinstance(dtype, str) or dtype not in _INT_NAMES or counts.ndim != 1 \
+            or counts.dtype.kind not in "iu" or (counts.size and int(counts.min()) < 0):
+        raise FormatError(f"{where}: malformed run lengths")
+    total = int(counts.sum(dtype=np.int64))
+    limits.check_bytes(total * _INT_NAMES[dtype].itemsize, f"{where}: {total:,} row indices")
+    return np.repeat(np.arange(counts.size, dtype=_INT_NAMES[dtype]), counts)
+
+
 def _doubled(array: np.ndarray, dtype: Any, where: str) -> np.ndarray:
     """2 * `array`, in the node's recorded integer dtype (one that holds the doubled values)."""
     if not isinstance(dtype, str) or dtype not in _INT_NAMES \
@@ -121,6 +138,8 @@ def _decode(value: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
                 array = arrays[value["array"]]
             except KeyError:
                 raise FormatError(f"{where}: array {value['array']!r} is missing") from None
+            if value.get("runs") is True:
+                return _runs(array, value.get("dtype"), where)
             if "step" in value:  # halved on save: integers twice the stored ones
                 if value["step"] != 2 or not isinstance(array, np.ndarray) \
                         or array.dtype.kind != "i":
@@ -167,7 +186,14 @@ def _document(graph: Graph) -> tuple[dict[str, Any], dict[str, np.ndarray], Stor
         params = {}
         for f in dataclasses.fields(node):
             where = f"node {name!r}, parameter {f.name!r}"
-            params[f.name] = _encode(getattr(node, f.name), arrays, where,
+            value = getattr(node, f.name)
+            if f.name == "rows" and type(node).__name__ in ("Sparse", "QSparse") \
+                    and _sorted(value):  # as run lengths: one count per row
+                counts = np.bincount(value, minlength=node.shape[0])
+                params[f.name] = {**_encode(counts, arrays, where, stored), "runs": True,
+                                  "dtype": value.dtype.name}
+                continue
+            params[f.name] = _encode(value, arrays, where,
                                      stored if _narrows(node, f.name) else None)
         nodes.append({"name": name, "type": type(node).__name__, "params": params})
     doc = {
@@ -213,8 +239,10 @@ def from_dict(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Graph:
             if set(params) - known:
                 raise FormatError(f"node {name!r} ({type_name}) has unknown parameters "
                                   f"{sorted(set(params) - known)}")
+            # the arrays just read belong to no one: the node keeps them without a copy
+            owned = {k: Owned(v) if isinstance(v, np.ndarray) else v for k, v in params.items()}
             try:
-                node = cls(**params)
+                node = cls(**owned)
             except GraphError as exc:  # name the node: its constructor does not know it
                 raise type(exc)(f"node {name!r} ({type_name}): {exc}") from None
             for k, dtype in declared.items():  # narrowed on save: the node's own dtype back,

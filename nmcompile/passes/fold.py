@@ -36,6 +36,7 @@ from ..errors import UnsupportedError
 from ..ir import Conv2d, Dense, Flatten, Graph, Input, Output, Scale, Sparse
 from ..ir.interpret import DTYPE, _projection
 from ..ir.neurons import Neuron
+from ..ir.node import Owned
 from ..ir.projections import AvgPool2d, _Pool2d
 from ..ir.synapses import conv_output_size
 from ..limits import check_bytes
@@ -318,7 +319,8 @@ def _matrix(ops: list[_Op], scale: float, n_in: int, n_out: int, what: str,
         if not ops:
             return np.eye(n_in) * scale
         if ops[0].kind == "dense":
-            return ops[0].data * scale
+            # unscaled, the graph's own matrix: shared with the folded graph, not copied
+            return ops[0].data if scale == 1.0 else ops[0].data * scale
         node, out = ops[0].data, np.zeros((n_out, n_in))
         np.add.at(out, (node.rows, node.cols), node.values)
         out *= scale
@@ -413,7 +415,8 @@ def _fold(graph: Graph, source: str, target: str, paths: list[_Path], shapes: di
         ops, scale = built[0][1], built[0][2]
         if len(ops) == 1 and ops[0].kind == "sparse":  # a lone Sparse stays sparse
             node = ops[0].data
-            return Sparse(node.rows, node.cols, node.values * scale, node.shape,
+            values = node.values if scale == 1.0 else node.values * scale
+            return Sparse(Owned(node.rows), Owned(node.cols), Owned(values), node.shape,
                           out_shape=out_shape if len(out_shape) > 1 else None)
     weight = None
     for prefix, ops, scale, _ in built:
@@ -421,18 +424,20 @@ def _fold(graph: Graph, source: str, target: str, paths: list[_Path], shapes: di
                 f"the identity projection from {source!r} into {target!r} ({n_in} x {n_in})")
         part = _matrix(ops, scale, n_in, n_out, what, max_bytes,
                        held=0 if weight is None else 8 * n_out * n_in)
-        if weight is None:
-            weight = part
+        if weight is None:  # a copy before summing: `part` may be the graph's own matrix
+            weight = part.copy() if len(built) > 1 else part
         else:
             weight += part
-    return Dense(weight, out_shape=out_shape if len(out_shape) > 1 else None)
+    return Dense(Owned(weight), out_shape=out_shape if len(out_shape) > 1 else None)
 
 
 def fold_linear(graph: Graph, *, max_bytes: int | str | None = None) -> Graph:
     """Return an equivalent graph in which neurons are joined by single projections.
 
     `max_bytes` is the memory budget for the arrays the fold builds (`nmcompile.limits`);
-    a chain that would need more raises `LimitError` naming its layers."""
+    a chain that would need more raises `LimitError` naming its layers. A projection that
+    needs no folding (a lone, unscaled `Dense` or `Sparse`) shares its arrays with `graph`
+    instead of copying them: do not write into one graph's arrays while using the other."""
     shapes = graph.validate()
     out = Graph(dt=graph.dt, metadata=graph.metadata)
     keep = [n for n in graph.schedule() if isinstance(graph[n], (Input, Neuron, Output))]

@@ -122,3 +122,24 @@ def test_a_large_sparse_file_takes_at_most_6_bytes_per_synapse(tmp_path) -> None
     path = nmcompile.save(g, tmp_path / "r.nmc")
     assert (path.stat().st_size - dense_bytes) / synapses <= 6
     assert nmcompile.load(path) == g
+
+
+def test_the_estimate_counts_the_same_synapses_before_and_after_quantisation() -> None:
+    """Where a projection keeps its kind (a convolution stays QConv2d, a matrix QDense) the
+    float and quantised graphs store the same synapses; where the quantiser stores sparse
+    without the weights that round to zero, the estimate names what it dropped."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from scale import build
+
+    for net in ("dvs", "reservoir"):
+        g = build(net, 0.01)
+        q = nmcompile.quantize(g)
+        x = (np.random.default_rng(0).random((5, 1, *g[g.inputs[0]].shape)) < 0.1)
+        ef, eq = (nmcompile.estimate(h, x.astype(np.int64)).to_json() for h in (g, q))
+        float_syn = {r["name"]: r["synapses"] for r in ef["layers"] if r["synapses"]}
+        fixed_syn = {r["name"]: r["synapses"] for r in eq["layers"] if r["synapses"]}
+        dropped = eq["dropped_synapses"]
+        assert {k: float_syn[k] - fixed_syn[k] for k in float_syn} == {
+            k: dropped.get(k, 0) for k in float_syn}, net
+        assert bool(dropped) == (net == "reservoir")
+    assert "quantisation dropped" in nmcompile.estimate(q, x.astype(np.int64)).table()

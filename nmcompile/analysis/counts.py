@@ -26,7 +26,7 @@ import scipy.sparse as sp
 from ..errors import UnsupportedError
 from ..ir import Graph, Input, Neuron
 from ..ir.inputs import delayed
-from ..ir.projections import Conv2d, Dense
+from ..ir.projections import Conv2d, Dense, Sparse
 from ..ir.quantized import QConv2d, QDense, QSparse, abs_max
 from ..ir.synapses import conv_fanout, matrix_fanout, sparse_fanout
 from ..result import RunResult
@@ -35,7 +35,7 @@ from ..result import RunResult
 EXACT_COUNTERS = ("spikes", "neuron_updates", "active_neuron_updates", "synaptic_events",
                   "synaptic_events_nonzero")
 FLOAT_BITS = 32  # a float graph's weights and states, as float32 hardware would hold them
-PROJECTIONS = (Dense, Conv2d, QDense, QSparse, QConv2d)
+PROJECTIONS = (Dense, Sparse, Conv2d, QDense, QSparse, QConv2d)
 
 
 @dataclass
@@ -163,7 +163,7 @@ def fanouts(node, in_shape: tuple[int, ...], out_shape: tuple[int, ...]
     """(fanout, nonzero fanout), one value per input element, of a projection node."""
     if isinstance(node, (Dense, QDense)):
         return matrix_fanout(node.weight), matrix_fanout(node.weight, nonzero=True)
-    if isinstance(node, QSparse):
+    if isinstance(node, (Sparse, QSparse)):
         n_in = node.shape[1]
         return (sparse_fanout(node.cols, node.values, n_in),
                 sparse_fanout(node.cols, node.values, n_in, nonzero=True))
@@ -195,9 +195,10 @@ def static_counts(graph: Graph) -> dict[str, LayerCounts]:
             row.kind = "projection"
             fan, nz = fanouts(node, shapes[preds[0][0]], shape)
             row.synapses, row.nonzero_synapses = int(fan.sum()), int(nz.sum())
-            row.weights = len(node.values) if isinstance(node, QSparse) else node.weight.size
+            sparse = isinstance(node, (Sparse, QSparse))
+            row.weights = len(node.values) if sparse else node.weight.size
             row.weight_bits = row.weights * wbits
-            if isinstance(node, QSparse):
+            if sparse:
                 row.index_bits = row.weights * max(1, math.ceil(math.log2(node.shape[0])))
         elif node.kind == "projection":
             raise UnsupportedError(f"node {name!r} ({type(node).__name__}): fold linear chains "
@@ -218,7 +219,7 @@ def _reached(node, mask: np.ndarray, in_shape: tuple[int, ...]) -> np.ndarray:
     """mask (M, in) bool -> (M, out) or (M, 1) bool: outputs that at least one event reaches."""
     if isinstance(node, (Dense, QDense)):
         return mask.any(axis=1)[:, None]
-    if isinstance(node, QSparse):
+    if isinstance(node, (Sparse, QSparse)):
         structure = sp.csr_matrix((np.ones(len(node.rows), np.int32), (node.rows, node.cols)),
                                   shape=node.shape)
         return np.asarray((structure @ mask.T.astype(np.int32)).T) > 0

@@ -77,7 +77,8 @@ def estimate(graph: Graph, spikes: Spikes | None = None,
     backend = backend or ("emulator" if quantized else "float")
     result = run(g, inputs, backend=backend, record=backend != "emulator")
     counts = from_result(g, inputs, result, T, B)
-    est = Estimate(name, counts, devices, base)
+    est = Estimate(name, counts, devices, base,
+                   dropped=dict(g.metadata.get("quantization", {}).get("dropped_synapses", {})))
     if raster:
         first = result if result.spikes else run(
             g, {k: v[:, :1] for k, v in inputs.items()}, backend=backend, record=True)

@@ -51,6 +51,9 @@ class Estimate:
     baselines: list[Device] = field(default_factory=list)
     #: layer -> (T, n) spikes of the first sample (inputs included), for the plot
     raster: dict[str, np.ndarray] = field(default_factory=dict)
+    #: projection -> synapses of the float model that the quantised one does not store
+    #: (stored sparse without its zeros), from the quantiser's record in the graph
+    dropped: dict[str, int] = field(default_factory=dict)
 
     def energy(self) -> dict[str, dict[str, Any]]:
         per = self.counts.per_inference()
@@ -87,6 +90,7 @@ class Estimate:
                                  "notes": d.notes} for d in [*self.devices, *self.baselines]},
             "sources": {d.name: d.sources() for d in [*self.devices, *self.baselines]},
             "assumptions": ASSUMPTIONS + c.notes,
+            "dropped_synapses": dict(self.dropped),
         }
 
     def table(self) -> str:
@@ -118,6 +122,10 @@ class Estimate:
                                    for i, (v, w) in enumerate(zip(r, widths, strict=True))))
             if k == 0:
                 lines.append("  ".join("-" * w for w in widths))
+        if self.dropped:
+            lines.append("synapses of the float model that quantisation dropped (weights that "
+                         "round to zero, stored sparse): " + ", ".join(
+                             f"{k}: {v:,}" for k, v in self.dropped.items()))
         energy = self.energy()
         for title, group in (("energy per inference", self.devices),
                              ("ANN baseline, same topology, one pass per inference",

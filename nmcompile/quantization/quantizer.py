@@ -50,6 +50,7 @@ class ProjectionReport:
     clipped: float          # fraction of weights clipped to the mantissa range
     worst_error: float      # largest |W_q - W| / max |W|
     density: float
+    dropped: int = 0        # synapses of the float projection the quantised one does not store
 
 
 @dataclass
@@ -198,8 +199,17 @@ def _quantize_weights(name: str, source: str, node, scale: float, profile: Profi
         qnode = QDense(Owned(stored), e, node.out_shape)
         kind = "dense"
     report = ProjectionReport(name, source, kind, e, mode, clipped,
-                              err / wmax if wmax else 0.0, density)
+                              err / wmax if wmax else 0.0, density,
+                              _synapses(node) - _synapses(qnode))
     return qnode, report
+
+
+def _synapses(node) -> int:
+    """Stored synapses of a matrix projection (a convolution keeps its geometry: 0 here, its
+    float and quantised forms store the same taps)."""
+    if isinstance(node, (Sparse, QSparse)):
+        return int(node.values.size)
+    return 0 if isinstance(node, (Conv2d, QConv2d)) else int(node.weight.size)
 
 
 def _fan_in_bound(node) -> float:
@@ -280,8 +290,11 @@ def quantize(graph: Graph, profile: str | Profile = "loihi2",
             layers.append(_quantize_layer(folded, name, node, prof, measured, half, out))
     for u, v, d in folded.edges():
         out.add_edge(u, v, d)
+    dropped = {p.name: p.dropped for r in layers for p in r.projections if p.dropped}
     out.metadata["quantization"] = {"profile": prof.name,
                                     "scales": {r.name: r.scale for r in layers}}
+    if dropped:
+        out.metadata["quantization"]["dropped_synapses"] = dropped
     out.validate()
     rep = QuantizationReport(prof.name, layers)
     return (out, rep) if report else out

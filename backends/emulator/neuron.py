@@ -7,8 +7,10 @@ out in docs/fixed_point.md and is Lava 0.10's `PyLifModelBitAcc`, step for step.
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 from nmcompile.ir.quantized import ACT_SHIFT, DECAY_BITS, QALIF, QLI, QLIF, STATE_BITS
 
@@ -25,10 +27,10 @@ def _decay(x: np.int64, keep: np.int64) -> np.int64:
     return -((-p) >> DECAY_BITS)
 
 
-@njit(cache=True)
-def update(a, u, v, th, du, dv, vth, bias, vth_step, da, spiking, adaptive, subtract,
-           s_out, u_out, v_out, record, unsafe):  # pragma: no cover - compiled
-    """Advance every neuron over the window.
+def _update(a, u, v, th, du, dv, vth, bias, vth_step, da, spiking, adaptive, subtract,
+            s_out, u_out, v_out, record, unsafe):  # pragma: no cover - compiled
+    """Advance every neuron over the window, block by block of neurons (each block over all
+    steps, its state kept in cache; blocks are independent, so threads may share them out).
 
     a: (T, B * n) synaptic input (any integer type); u, v, th: (B * n,) int64 state, updated
     in place (th: the adaptation); du..da: (n,) parameters, shared by the batch; bias already
@@ -39,10 +41,12 @@ def update(a, u, v, th, du, dv, vth, bias, vth_step, da, spiking, adaptive, subt
     T, N = a.shape
     n = du.shape[0]
     vmax = HALF - 1
-    for t in range(T):
-        for b in range(N // n):
-            for i in range(n):
-                k = b * n + i
+    for block in prange((N + BLOCK - 1) // BLOCK):
+        lo = block * BLOCK
+        hi = min(N, lo + BLOCK)
+        for t in range(T):
+            i = lo % n  # k = sample * n + i
+            for k in range(lo, hi):
                 x = _decay(u[k], UNITY - du[i] - 1) + (np.int64(a[t, k]) << ACT_SHIFT)
                 if x > HALF:  # Lava's one conditional 24-bit wrap
                     x -= 2 * HALF
@@ -76,6 +80,18 @@ def update(a, u, v, th, du, dv, vth, bias, vth_step, da, spiking, adaptive, subt
                 if record:
                     u_out[t, k] = x
                     v_out[t, k] = y
+                i += 1
+                if i == n:
+                    i = 0
+
+
+BLOCK = 4096  # neurons advanced together over the window
+PARALLEL_UPDATES = 1 << 20  # steps x neurons from which threads pay off
+update = njit(cache=True)(_update)
+# a copy under its own name: numba's cache keys a function by name, not by compile options
+_update_parallel = types.FunctionType(_update.__code__, globals(), "_update_parallel")
+_update_parallel.__qualname__ = "_update_parallel"
+update_parallel = njit(parallel=True, cache=True)(_update_parallel)
 
 
 class NeuronLayer:
@@ -116,7 +132,8 @@ class NeuronLayer:
         out = np.empty((T, N), np.uint8 if self.spiking else np.int64)
         u_out = np.empty((T, N) if record else (1, 1), np.int64)
         v_out = np.empty((T, N) if record else (1, 1), np.int64)
-        update(a, self.u, self.v, self.th, self.du, self.dv, self.vth, self.bias,
+        kernel = update_parallel if T * N >= PARALLEL_UPDATES and N > BLOCK else update
+        kernel(a, self.u, self.v, self.th, self.du, self.dv, self.vth, self.bias,
                self.vth_step, self.da, self.spiking, self.adaptive, self.subtract, out, u_out,
                v_out, record, self.unsafe)
         return out, u_out, v_out

@@ -5,14 +5,17 @@ A matrix projection takes one of two exact routes, by the density of its input: 
 non-zero input (`accumulate`, numba, parallel over rows); dense input goes through BLAS, which
 sums integers exactly in float32 while every partial sum stays below 2^24 and in float64 below
 2^53 (numpy's integer matmul uses no BLAS, hence is far slower). Both give the same integers;
-tests/test_emulator_hand.py checks them against each other.
+tests/test_emulator_hand.py checks them against each other. A convolution takes the same two
+routes: sparse input event by event (`conv_accumulate`), dense input by im2col through BLAS.
 """
 
 from __future__ import annotations
 
+import types
 import weakref
 from collections.abc import Callable
 
+import numba
 import numpy as np
 import scipy.sparse as sp
 from numba import njit, prange
@@ -55,10 +58,20 @@ def _accumulate(x, wt, out):  # pragma: no cover - compiled
                     out[m, k] += v * wt[j, k]
 
 
+def _twin(f: Callable, suffix: str) -> Callable:
+    """A copy of f under another name: numba's cache keys a function by name and line, not by
+    its compile options, so a serial and a parallel build of one function would share (and
+    load) one cached build."""
+    twin = types.FunctionType(f.__code__, f.__globals__, f.__name__ + suffix)
+    twin.__qualname__ = f.__qualname__ + suffix
+    twin.__doc__ = f.__doc__
+    return twin
+
+
 # Threads pay off on many rows only: a parallel loop waits for its slowest thread, and on a
 # busy 2-core machine that can be a whole scheduler time slice.
 accumulate = njit(cache=True)(_accumulate)
-accumulate_parallel = njit(parallel=True, cache=True)(_accumulate)
+accumulate_parallel = njit(parallel=True, cache=True)(_twin(_accumulate, "_parallel"))
 PARALLEL_ROWS = 2048
 
 
@@ -118,30 +131,179 @@ def _exact_matmul(w: np.ndarray, max_in: int, exp: int) -> Op:
     return matmul
 
 
-def _conv(weight: np.ndarray, node: QConv2d, in_shape: tuple[int, ...]) -> Op:
-    """x (M, C, H, W) -> integer cross-correlation (M, C_out * H_out * W_out), chunked im2col."""
-    c_out, cg, kh, kw = weight.shape
-    (s0, s1), (p0, p1), (d0, d1), groups = node.stride, node.padding, node.dilation, node.groups
-    wg = weight.reshape(groups, c_out // groups, cg * kh * kw).astype(np.float64)
+def _conv_accumulate(x, wt, cg, s0, s1, p0, p1, d0, d1, buf, out):  # pragma: no cover - compiled
+    """Event-driven cross-correlation: for each non-zero x[m, c, h, w], add its weight taps
+    wt[c, ky, kx, :] (the output channels of c's group) to the outputs they land on, in a
+    channel-last buffer buf[r] (Ho, Wo, C_out), then out[m] (C_out, Ho, Wo) = buf[r] transposed.
+    Worker r (one per thread, a single parallel region: each region waits for its slowest
+    thread) takes rows r, r + len(buf), ... in its own buffer, which stays in cache (a fresh
+    buffer per row would cost its page faults)."""
+    rows, c_in, h_in, w_in = x.shape
+    _, kh, kw, per_group = wt.shape
+    n_buf, ho, wo, c_out = buf.shape
+    for r in prange(n_buf):
+        b = buf[r]
+        for m in range(r, rows, n_buf):
+            b[:] = 0
+            for c in range(c_in):
+                g0 = (c // cg) * per_group
+                for h in range(h_in):
+                    for w in range(w_in):
+                        v = x[m, c, h, w]
+                        if v == 0:
+                            continue
+                        for ky in range(kh):
+                            ny = h + p0 - ky * d0
+                            if ny < 0:
+                                break
+                            oy = ny // s0
+                            if oy * s0 != ny or oy >= ho:
+                                continue
+                            for kx in range(kw):
+                                nx = w + p1 - kx * d1
+                                if nx < 0:
+                                    break
+                                ox = nx // s1
+                                if ox * s1 != nx or ox >= wo:
+                                    continue
+                                dst, tap = b[oy, ox, g0:g0 + per_group], wt[c, ky, kx]
+                                if v == 1:  # a spike: add the taps (1-D views: vectorised)
+                                    for j in range(per_group):
+                                        dst[j] += tap[j]
+                                else:  # a graded value
+                                    for j in range(per_group):
+                                        dst[j] += v * tap[j]
+            o = out[m]
+            for y in range(ho):  # a row of b stays in cache while o's rows are written
+                by = b[y]
+                for k in range(c_out):
+                    oky = o[k, y]
+                    for z in range(wo):
+                        oky[z] = by[z, k]
 
-    def apply(x: np.ndarray) -> np.ndarray:
+
+def _conv_count(x, fanout, nz_fanout, cg, kh, kw, s0, s1, p0, p1, d0, d1, reached,
+                counts):  # pragma: no cover - compiled
+    """counts[m] = (events, non-zero events) of row m: the fan-outs of its non-zero inputs;
+    reached[m, g, oy, ox]: some non-zero input of group g has a tap landing there."""
+    rows, c_in, h_in, w_in = x.shape
+    ho, wo = reached.shape[2:]
+    for m in prange(rows):
+        r = reached[m]
+        r[:] = False
+        events = 0
+        nonzero = 0
+        for c in range(c_in):
+            g = c // cg
+            for h in range(h_in):
+                for w in range(w_in):
+                    if x[m, c, h, w] == 0:
+                        continue
+                    events += fanout[c, h, w]
+                    nonzero += nz_fanout[c, h, w]
+                    for ky in range(kh):
+                        ny = h + p0 - ky * d0
+                        if ny < 0:
+                            break
+                        oy = ny // s0
+                        if oy * s0 != ny or oy >= ho:
+                            continue
+                        for kx in range(kw):
+                            nx = w + p1 - kx * d1
+                            if nx < 0:
+                                break
+                            ox = nx // s1
+                            if ox * s1 == nx and ox < wo:
+                                r[g, oy, ox] = True
+        counts[m, 0] = events
+        counts[m, 1] = nonzero
+
+
+# Event-driven convolution kernels, serial and parallel over rows like `accumulate`: a spike
+# adds its taps to a channel-last buffer, whose innermost loop (the output channels of a group)
+# is contiguous for both the weights and the sums.
+conv_accumulate = njit(cache=True)(_conv_accumulate)
+conv_accumulate_parallel = njit(parallel=True, cache=True)(
+    _twin(_conv_accumulate, "_parallel"))
+conv_count = njit(cache=True)(_conv_count)
+conv_count_parallel = njit(parallel=True, cache=True)(_twin(_conv_count, "_parallel"))
+PARALLEL_CONV = 1 << 16  # input elements over at least two rows: threads pay off
+
+
+def _conv(node: QConv2d, in_shape: tuple[int, ...], max_in: int) -> tuple[Op, Count]:
+    """(apply, count) of a convolution on inputs (M, C * H * W): apply gives the exact
+    `conv(x) << weight_exp` (M, C_out * H_out * W_out), event by event for sparse input,
+    else through BLAS by chunked im2col (float32 while a bound on the sums is below 2^24,
+    else float64, exact below 2^53: `projection_bound` refuses more); count as `projection`
+    says, by the kernels' fan-out over the non-zero inputs."""
+    w = node.weight
+    c_out, cg, kh, kw = w.shape
+    (s0, s1), (p0, p1), (d0, d1), groups = node.stride, node.padding, node.dilation, node.groups
+    per_group, exp = c_out // groups, node.weight_exp
+    out_shape = node.output_shape(tuple(in_shape), "conv")
+    ho, wo = out_shape[1:]
+    n_out = c_out * ho * wo
+    bound = _row_sum(node) * max(max_in, 1)
+    acc = np.int32 if bound << max(exp, 0) < 2**31 else np.int64
+    dtype = np.float32 if bound < 2**24 else np.float64
+    # wt[c, ky, kx, j] = w[group(c) * per_group + j, c mod cg, ky, kx]: a tap's output channels
+    taps = _prepare(w, f"conv_taps_{np.dtype(acc).name}", lambda: np.ascontiguousarray(
+        w.reshape(groups, per_group, cg, kh, kw).transpose(0, 2, 3, 4, 1)
+        .reshape(groups * cg, kh, kw, per_group), acc))
+    geometry = (tuple(in_shape), node.stride, node.padding, node.dilation, groups)
+
+    def fanouts() -> tuple[np.ndarray, np.ndarray]:
+        args = (w, in_shape, out_shape, node.stride, node.padding, node.dilation, groups)
+        every = conv_fanout(*args).reshape(in_shape)
+        return every, every if np.all(w != 0) else conv_fanout(*args, nonzero=True).reshape(
+            in_shape)
+
+    fanout, nz_fanout = _prepare(w, f"conv_fanout_{geometry}", fanouts)
+
+    def rows4(x: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(x.reshape(x.shape[0], *in_shape))
+
+    def parallel(x: np.ndarray) -> bool:
+        return x.shape[0] >= 2 and x.size >= PARALLEL_CONV
+
+    def blas(x: np.ndarray) -> np.ndarray:
         m = x.shape[0]
-        x = x.reshape(m, *in_shape)
-        xp = np.pad(x, ((0, 0), (0, 0), (p0, p0), (p1, p1))).astype(np.float64)
+        wf = _prepare(w, f"conv_cols_{np.dtype(dtype).name}",
+                      lambda: w.reshape(groups, per_group, cg * kh * kw).astype(dtype))
+        xp = np.pad(x.reshape(m, *in_shape), ((0, 0), (0, 0), (p0, p0), (p1, p1)))
         win = sliding_window_view(xp, (d0 * (kh - 1) + 1, d1 * (kw - 1) + 1), axis=(2, 3))
         win = win[:, :, ::s0, ::s1, ::d0, ::d1]  # (M, C, Ho, Wo, kh, kw)
-        ho, wo = win.shape[2:4]
-        out = np.empty((m, groups, c_out // groups, ho * wo), np.int64)
-        per_row = max(1, win[0].size * 8)
-        step = max(1, CHUNK_BYTES // per_row)
+        out = np.empty((m, groups, per_group, ho * wo), acc)
+        step = max(1, CHUNK_BYTES // max(1, win[0].size * np.dtype(dtype).itemsize))
         for a in range(0, m, step):
             for g in range(groups):
-                cols = win[a:a + step, g * cg:(g + 1) * cg]  # (m', cg, Ho, Wo, kh, kw)
-                cols = cols.transpose(0, 2, 3, 1, 4, 5).reshape(-1, ho * wo, cg * kh * kw)
-                out[a:a + step, g] = np.rint(cols @ wg[g].T).transpose(0, 2, 1)
-        return out.reshape(m, -1)
+                cols = win[a:a + step, g * cg:(g + 1) * cg].transpose(0, 2, 3, 1, 4, 5)
+                cols = cols.astype(dtype, order="C").reshape(-1, ho * wo, cg * kh * kw)
+                out[a:a + step, g] = (cols @ wf[g].T).transpose(0, 2, 1)  # exact integers
+        return out.reshape(m, n_out)
 
-    return apply
+    def apply(x: np.ndarray) -> np.ndarray:
+        if x.size and np.count_nonzero(x) >= EVENT_DENSITY * x.size:
+            return shift(blas(x), exp)
+        m = x.shape[0]
+        out = np.empty((m, c_out, ho, wo), acc)
+        kernel, n_buf = ((conv_accumulate_parallel, numba.get_num_threads()) if parallel(x)
+                         else (conv_accumulate, 1))
+        buf = np.empty((max(1, min(m, n_buf)), ho, wo, c_out), acc)
+        kernel(rows4(x), taps, cg, s0, s1, p0, p1, d0, d1, buf, out)
+        return shift(out.reshape(m, n_out), exp)
+
+    def count(x: np.ndarray) -> tuple[int, int, np.ndarray]:
+        m = x.shape[0]
+        reached = np.empty((m, groups, ho, wo), bool)
+        counts = np.empty((m, 2), np.int64)
+        kernel = conv_count_parallel if parallel(x) else conv_count
+        kernel(rows4(x), fanout, nz_fanout, cg, kh, kw, s0, s1, p0, p1, d0, d1, reached, counts)
+        # an output is reached alike for every channel of its group
+        hit = np.broadcast_to(reached[:, :, None], (m, groups, per_group, ho, wo))
+        return int(counts[:, 0].sum()), int(counts[:, 1].sum()), hit.reshape(m, n_out)
+
+    return apply, count
 
 
 #: Exactness bounds of the emulator's integer arithmetic: a projection's sum before its
@@ -230,19 +392,5 @@ def projection(node, in_shape: tuple[int, ...], max_in: int) -> tuple[Op, Count]
 
         return (lambda x: shift(np.asarray((w @ x.T).T), node.weight_exp)), count_sparse
     if isinstance(node, QConv2d):
-        conv = _conv(node.weight, node, in_shape)
-        ones = _conv(np.ones_like(node.weight), node, in_shape)
-        nz_fanout = None if np.all(node.weight != 0) else conv_fanout(
-            node.weight, in_shape, node.output_shape(in_shape, "conv"), node.stride,
-            node.padding, node.dilation, node.groups, nonzero=True)
-
-        def count_conv(x: np.ndarray) -> tuple[int, int, np.ndarray]:
-            mask = x != 0
-            per_out = ones(mask)  # events arriving at each output: a ones-kernel convolution
-            events = int(per_out.sum())
-            nonzero = events if nz_fanout is None else int(
-                mask.sum(axis=0, dtype=np.int64) @ nz_fanout)
-            return events, nonzero, per_out > 0
-
-        return (lambda x: shift(conv(x), node.weight_exp)), count_conv
+        return _conv(node, in_shape, max_in)
     raise NmcompileError(f"the emulator has no projection {type(node).__name__}")

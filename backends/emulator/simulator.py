@@ -133,7 +133,15 @@ def simulate(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,
                 out[name][t:t + 1] = compute(name, t, t + 1)
 
     spiking = [n for n, layer in layers.items() if layer.spiking]
-    outputs = assemble_outputs({n: preds[n] for n in graph.outputs}, out, spiking)
+    # An output of spikes only is uint8 in the end, and a uint8 sum wraps mod 256 as the
+    # final cast of an int64 sum does: summed in uint8, it skips an int64 copy of every step.
+    sources = {n: preds[n] for n in graph.outputs}
+    binary = {n for n, p in sources.items() if all(s in spiking for s, _ in p)}
+    parts = {**assemble_outputs({n: sources[n] for n in sources if n in binary}, out, spiking,
+                                dtype=np.uint8),
+             **assemble_outputs({n: sources[n] for n in sources if n not in binary}, out,
+                                spiking)}
+    outputs = {n: parts[n] for n in sources}
     counters = {
         "spikes": {n: int(out[n].sum(dtype=np.int64)) for n in spiking},
         "neuron_updates": {n: T * B * sizes[n] for n in layers},

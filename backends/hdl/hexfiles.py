@@ -7,26 +7,35 @@ the Verilog parameters in `nm_params.vh`, so the two always agree.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from .program import KIND, Program
 
+#: Words formatted per piece of a memory image: a 4M-word synapse memory is written in bounded
+#: pieces, never held as one string.
+CHUNK = 1 << 16
 
-def hex_lines(values: np.ndarray, width: int, depth: int) -> str:
-    """`values` as `depth` lines of `width`-bit two's-complement hex, zero padded."""
-    values = np.asarray(values, dtype=np.int64).ravel()
+
+def hex_chunks(values: np.ndarray, width: int, depth: int) -> Iterator[str]:
+    """`values` as `depth` lines of `width`-bit two's-complement hex, zero padded, in pieces
+    of `CHUNK` lines."""
+    values = np.asarray(values).ravel()
     if len(values) > depth:
         raise ValueError(f"{len(values)} words do not fit a memory of depth {depth}")
     lo, hi = -(1 << (width - 1)), (1 << width) - 1
-    if len(values) and (values.min() < lo or values.max() > hi):
+    if len(values) and (int(values.min()) < lo or int(values.max()) > hi):
         raise ValueError(f"values in [{values.min()}, {values.max()}] do not fit {width} bits")
     digits = max(1, (width + 3) // 4)
     mask = (1 << width) - 1
-    padded = np.zeros(depth, dtype=object)
-    padded[:len(values)] = [int(v) & mask for v in values]
-    return "".join(f"{int(v):0{digits}x}\n" for v in padded)
+    for start in range(0, len(values), CHUNK):  # Python ints: masks of any width, no wrap
+        yield "".join(f"{int(v) & mask:0{digits}x}\n" for v in values[start:start + CHUNK].tolist())
+    zero = f"{0:0{digits}x}\n"
+    for start in range(len(values), depth, CHUNK):
+        yield zero * (min(depth, start + CHUNK) - start)
+
 
 
 def field_widths(p: dict[str, int]) -> dict[str, tuple[int, int]]:
@@ -81,7 +90,8 @@ def write_memories(program: Program, params: dict[str, int], mem_dir: Path) -> l
     written = []
     for name, (width, depth) in field_widths(params).items():
         path = mem_dir / f"{name}.hex"
-        path.write_text(hex_lines(images[name], width, depth))
+        with path.open("w") as f:
+            f.writelines(hex_chunks(images[name], width, depth))
         written.append(path)
     return written
 

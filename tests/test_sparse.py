@@ -143,3 +143,30 @@ def test_the_estimate_counts_the_same_synapses_before_and_after_quantisation() -
             k: dropped.get(k, 0) for k in float_syn}, net
         assert bool(dropped) == (net == "reservoir")
     assert "quantisation dropped" in nmcompile.estimate(q, x.astype(np.int64)).table()
+
+
+def test_the_emulator_runs_unsorted_and_repeated_sparse_entries_as_their_dense_matrix() -> None:
+    """The emulator builds its CSR matrices from a QSparse's entries as they are: rows in any
+    order, a repeated (row, col) summed, equal to the QDense of the summed matrix."""
+    from nmcompile.ir import QLIF, QDense, QSparse
+
+    rng = np.random.default_rng(3)
+    rows, cols = rng.integers(0, 12, 300), rng.integers(0, 20, 300)  # unsorted, repeats
+    values = rng.integers(-20, 40, 300)
+    sparse = QSparse(rows, cols, values, (12, 20))
+    dense = np.zeros((12, 20), np.int64)
+    np.add.at(dense, (rows, cols), values)
+    x = (rng.random((30, 2, 20)) < 0.3).astype(np.int64)
+    results = []
+    for proj in (sparse, QDense(dense)):
+        g = Graph()
+        g.add_node("x", Input((20,)))
+        g.add_node("p", proj)
+        g.add_node("n", QLIF(vth=200, du=2048, dv=512))
+        g.add_node("o", Output())
+        for a, b in (("x", "p"), ("p", "n"), ("n", "o")):
+            g.add_edge(a, b)
+        results.append(nmcompile.run(g, x, record=True))
+    assert results[1].spikes["n"].sum() > 20
+    assert np.array_equal(results[0].spikes["n"], results[1].spikes["n"])
+    assert np.array_equal(results[0].states["n"]["v"], results[1].states["n"]["v"])

@@ -352,6 +352,25 @@ def check_neuron_input(name: str, bounds: list[int]) -> None:
                          f"holds exactly; lower the weight exponents or the input values")
 
 
+def _csr(node: QSparse) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+    """The weights (int64) and the structure (ones) of a QSparse as CSR matrices, built from
+    its rows directly: entries stay in their order and a repeated (row, col) stays two
+    entries, which the integer products sum exactly as one of their sum would (scipy's own
+    construction sorts and merges them, most of a 100M-synapse run's time)."""
+    rows = node.rows.astype(np.int64)
+    order = None if not rows.size or (np.diff(rows) >= 0).all() else np.argsort(rows,
+                                                                               kind="stable")
+    cols = node.cols if order is None else node.cols[order]
+    values = node.values if order is None else node.values[order]
+    indptr = np.zeros(node.shape[0] + 1, np.int64)
+    np.cumsum(np.bincount(rows, minlength=node.shape[0]), out=indptr[1:])
+    indices = cols.astype(np.int32 if node.shape[1] < 2**31 else np.int64)
+    w = sp.csr_matrix((values.astype(np.int64), indices, indptr), shape=node.shape)
+    structure = sp.csr_matrix((np.ones(len(indices), np.int32), indices, indptr),
+                              shape=node.shape)
+    return w, structure
+
+
 def projection(node, in_shape: tuple[int, ...], max_in: int) -> tuple[Op, Count]:
     """(apply, count): apply maps inputs (M, *in_shape) flattened to (M, in) onto int64
     outputs (M, out); count maps the same inputs to (events, nonzero_events, reached):
@@ -377,12 +396,9 @@ def projection(node, in_shape: tuple[int, ...], max_in: int) -> tuple[Op, Count]
 
         return mul, count_dense
     if isinstance(node, QSparse):
-        w = sp.csr_matrix((node.values, (node.rows, node.cols)), shape=node.shape,
-                          dtype=np.int64)
+        w, structure = _prepare(node.values, "csr", lambda: _csr(node))
         fanout = sparse_fanout(node.cols, node.values, node.shape[1])
         nz_fanout = sparse_fanout(node.cols, node.values, node.shape[1], nonzero=True)
-        structure = sp.csr_matrix((np.ones(len(node.rows), np.int32), (node.rows, node.cols)),
-                                  shape=node.shape)
 
         def count_sparse(x: np.ndarray) -> tuple[int, int, np.ndarray]:
             mask = x != 0

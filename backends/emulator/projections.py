@@ -23,7 +23,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from nmcompile.errors import LimitError, NmcompileError
 from nmcompile.ir.quantized import ACT_SHIFT, QConv2d, QDense, QSparse, blocks
-from nmcompile.ir.synapses import conv_fanout, matrix_fanout, sparse_fanout
+from nmcompile.ir.synapses import conv_fanout, matrix_fanout, nondecreasing, sparse_fanout
 
 Op = Callable[[np.ndarray], np.ndarray]
 Count = Callable[[np.ndarray], tuple[int, int, np.ndarray]]
@@ -357,9 +357,8 @@ def _csr(node: QSparse) -> tuple[sp.csr_matrix, sp.csr_matrix]:
     its rows directly: entries stay in their order and a repeated (row, col) stays two
     entries, which the integer products sum exactly as one of their sum would (scipy's own
     construction sorts and merges them, most of a 100M-synapse run's time)."""
-    rows = node.rows.astype(np.int64)
-    order = None if not rows.size or (np.diff(rows) >= 0).all() else np.argsort(rows,
-                                                                               kind="stable")
+    rows = node.rows
+    order = None if nondecreasing(rows) else np.argsort(rows, kind="stable")
     cols = node.cols if order is None else node.cols[order]
     values = node.values if order is None else node.values[order]
     indptr = np.zeros(node.shape[0] + 1, np.int64)

@@ -29,6 +29,9 @@ from ..errors import FormatError, GraphError, LimitError
 from . import npy
 from .graph import Graph
 from .node import NODE_TYPES, Owned
+from .projections import Sparse
+from .quantized import QSparse
+from .synapses import nondecreasing
 
 FORMAT = "nmcompile-graph"
 VERSION = 2
@@ -44,7 +47,7 @@ def _narrows(node: Any, field: str) -> bool:
     """Parameters stored in the smallest integer dtype that holds them: a quantised node's
     integers (its constructor bounds them in Python ints, whatever their dtype) and a sparse
     node's indices."""
-    return bool(node.quantized) or (type(node).__name__ == "Sparse" and field in ("rows", "cols"))
+    return bool(node.quantized) or (isinstance(node, Sparse) and field in ("rows", "cols"))
 
 
 def _narrowed(value: np.ndarray) -> np.dtype:
@@ -102,13 +105,6 @@ def _encode(value: Any, arrays: dict[str, np.ndarray], where: str,
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise FormatError(f"{where}: cannot save a value of type {type(value).__name__}")
-
-
-def _sorted(rows: np.ndarray) -> bool:
-    """Whether the row indices never decrease (checked block by block): then the rows of a
-    sparse matrix are stored as one count per row, not one index per synapse."""
-    step = 1 << 20
-    return all(not (np.diff(rows[k:k + step + 1]) < 0).any() for k in range(0, rows.size, step))
 
 
 def _runs(counts: np.ndarray, dtype: Any, where: str) -> np.ndarray:
@@ -187,8 +183,8 @@ def _document(graph: Graph) -> tuple[dict[str, Any], dict[str, np.ndarray], Stor
         for f in dataclasses.fields(node):
             where = f"node {name!r}, parameter {f.name!r}"
             value = getattr(node, f.name)
-            if f.name == "rows" and type(node).__name__ in ("Sparse", "QSparse") \
-                    and _sorted(value):  # as run lengths: one count per row
+            if f.name == "rows" and isinstance(node, (Sparse, QSparse)) \
+                    and nondecreasing(value):  # as run lengths: one count per row
                 counts = np.bincount(value, minlength=node.shape[0])
                 params[f.name] = {**_encode(counts, arrays, where, stored), "runs": True,
                                   "dtype": value.dtype.name}

@@ -111,6 +111,12 @@ def source_lists(n_src: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarra
     return [(dst[a:b], weight[a:b]) for a, b in itertools.pairwise(cuts)]
 
 
+def nondecreasing(rows: np.ndarray, block: int = 1 << 20) -> bool:
+    """Whether a sparse matrix's row indices never decrease (checked block by block, no
+    full-size temporary): then its entries are grouped by row as CSR lays them out."""
+    return all(not (np.diff(rows[k:k + block + 1]) < 0).any() for k in range(0, rows.size, block))
+
+
 def matrix_fanout(weight: np.ndarray, *, nonzero: bool = False) -> np.ndarray:
     """Fan-out (in,) int64 of a dense matrix (out, in): it stores every entry, zeros included
     (`nonzero`: count only the non-zero weights)."""

@@ -344,3 +344,23 @@ def test_the_cli_refuses_a_terabyte_fold_in_one_line(tmp_path, capsys) -> None:
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
     assert err.startswith("nmcompile: error: folding 'pool' -> 'flat' into a 16777216 x ")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("gain", [0.1, 1.0, 3.0])
+def test_loihi2_convolutions_keep_a_stock_lava_conv(gain: float) -> None:
+    """On the Loihi profile (8-bit mantissas) the layer scale that the 24-bit state allows
+    already puts every convolution's weight exponent at >= 0, so Lava lowers it as a stock
+    `Conv` (a negative exponent would unroll it into a sparse matrix)."""
+    from backends.lava.lowering.projections import conv_stock
+
+    model, x = _dvs_cnn()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                m.weight.mul_(gain)
+    g = nmcompile.from_torch(model, x)
+    for calibration in (None, x.numpy()):
+        q = nmcompile.quantize(g, profile="loihi2", calibration=calibration)
+        convs = [q[n] for n in q.nodes if isinstance(q[n], QConv2d)]
+        assert len(convs) == 2
+        assert all(c.weight_exp >= 0 and conv_stock(c) for c in convs)

@@ -7,35 +7,42 @@ the Verilog parameters in `nm_params.vh`, so the two always agree.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
 
-from .program import KIND, Program
+from .program import KIND, Program, synapse_words
 
 #: Words formatted per piece of a memory image: a 4M-word synapse memory is written in bounded
 #: pieces, never held as one string.
 CHUNK = 1 << 16
 
 
-def hex_chunks(values: np.ndarray, width: int, depth: int) -> Iterator[str]:
-    """`values` as `depth` lines of `width`-bit two's-complement hex, zero padded, in pieces
-    of `CHUNK` lines."""
-    values = np.asarray(values).ravel()
-    if len(values) > depth:
-        raise ValueError(f"{len(values)} words do not fit a memory of depth {depth}")
+def hex_chunks(values: np.ndarray | Iterable[np.ndarray], width: int, depth: int
+               ) -> Iterator[str]:
+    """`values` (an array, or arrays one after another: a memory made block by block) as
+    `depth` lines of `width`-bit two's-complement hex, zero padded, in pieces of at most
+    `CHUNK` lines."""
+    blocks = [values] if isinstance(values, np.ndarray) else values
     lo, hi = -(1 << (width - 1)), (1 << width) - 1
-    if len(values) and (int(values.min()) < lo or int(values.max()) > hi):
-        raise ValueError(f"values in [{values.min()}, {values.max()}] do not fit {width} bits")
     digits = max(1, (width + 3) // 4)
     mask = (1 << width) - 1
-    for start in range(0, len(values), CHUNK):  # Python ints: masks of any width, no wrap
-        yield "".join(f"{int(v) & mask:0{digits}x}\n" for v in values[start:start + CHUNK].tolist())
+    count = 0
+    for block in blocks:
+        block = np.asarray(block).ravel()
+        for start in range(0, len(block), CHUNK):  # Python ints: masks of any width, no wrap
+            piece = block[start:start + CHUNK]
+            count += len(piece)
+            if count > depth:
+                raise ValueError(f"more than {depth} words do not fit a memory of depth {depth}")
+            if int(piece.min()) < lo or int(piece.max()) > hi:
+                raise ValueError(f"values in [{piece.min()}, {piece.max()}] do not fit "
+                                 f"{width} bits")
+            yield "".join(f"{int(v) & mask:0{digits}x}\n" for v in piece.tolist())
     zero = f"{0:0{digits}x}\n"
-    for start in range(len(values), depth, CHUNK):
+    for start in range(count, depth, CHUNK):
         yield zero * (min(depth, start + CHUNK) - start)
-
 
 
 def field_widths(p: dict[str, int]) -> dict[str, tuple[int, int]]:
@@ -90,8 +97,11 @@ def write_memories(program: Program, params: dict[str, int], mem_dir: Path) -> l
     written = []
     for name, (width, depth) in field_widths(params).items():
         path = mem_dir / f"{name}.hex"
+        # The synapse memories are made while written: a convolution's unrolled synapses
+        # never exist as one list.
+        words = synapse_words(program, name) if name in ("weights", "targets") else images[name]
         with path.open("w") as f:
-            f.writelines(hex_chunks(images[name], width, depth))
+            f.writelines(hex_chunks(words, width, depth))
         written.append(path)
     return written
 

@@ -18,10 +18,16 @@ of weights whose targets are implied (0..n-1), sparse and convolution ones as (t
 weight) pairs (a convolution is unrolled into its synapses: simple hardware, paid in memory).
 Weights that share a power of two are stored divided by it and the projection's exponent
 raised to match (exact: the shift applies to the sum).
+
+The lists are never built whole: each projection's `Rows` makes them a block of sources at a
+time (at most about `CHUNK` synapses), and the builder's sums and the `.hex` writer read them
+block by block, so a convolution of millions of synapses costs a few blocks of memory.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -29,7 +35,7 @@ import numpy as np
 from nmcompile.errors import UnsupportedError
 from nmcompile.ir import Graph, Input, Output
 from nmcompile.ir.quantized import QALIF, QLI, QLIF, STATE_BITS, QConv2d, QDense, QSparse
-from nmcompile.ir.synapses import conv_output_hw, conv_synapses, source_lists
+from nmcompile.ir.synapses import conv_fanout, conv_output_hw, sparse_fanout
 from nmcompile.quantization.profiles import Profile, get_profile
 
 from .limits import CoreLimits, synapse_count
@@ -37,6 +43,8 @@ from .limits import CoreLimits, synapse_count
 PROJECTIONS = (QDense, QSparse, QConv2d)
 NEURONS = (QLIF, QALIF, QLI)
 KIND = {"input": 0, "lif": 1, "alif": 2, "li": 3}
+#: Synapses (for a convolution: candidate kernel taps) made per block of a projection's lists.
+CHUNK = 1 << 16
 
 #: Parameters that are sizes: a program runs on any build whose sizes are at least its own.
 SIZE_PARAMS = ("NL", "NP", "NO", "IW", "VALW", "GRADED", "WW", "EXPW", "LENW", "DLW", "W_DEPTH",
@@ -64,6 +72,34 @@ class Layer:
 
 
 @dataclass
+class Rows:
+    """A projection's fan-out lists, made on demand: `lengths[i]` synapses leave source i, and
+    `make(a, b)` gives the (targets, weights) of sources a .. b - 1, source by source (dense:
+    no targets). `step` sources at a time hold at most about `CHUNK` synapses, so the full
+    lists (for a convolution, millions of unrolled synapses) never exist at once. `shift`,
+    `top` and `reach` are set by one pass (`_scan`): the weights' common power of two, the
+    largest stored |weight|, and each target's sum of stored |weight|."""
+
+    lengths: np.ndarray
+    step: int
+    make: Callable[[int, int], tuple[np.ndarray, np.ndarray]]
+    shift: int = 0
+    top: int = 0
+    reach: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+    @property
+    def count(self) -> int:
+        return int(self.lengths.sum())
+
+    def blocks(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(targets, stored weights) per block of `step` sources, in source order."""
+        n = len(self.lengths)
+        for a in range(0, n, self.step):
+            t, w = self.make(a, min(a + self.step, n))
+            yield t, w >> self.shift
+
+
+@dataclass
 class Projection:
     """One row of the projection table; `name` is the graph's projection node, or None for a
     direct edge (an identity, whose events the emulator does not count)."""
@@ -80,7 +116,16 @@ class Projection:
     accbase: int = 0          # accumulator ring: d1 + 1 slots of n_dst words
     n_dst: int = 0
     count: bool = True
-    fanout: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list, repr=False)
+    rows: Rows = field(default=None, repr=False)  # type: ignore[assignment]
+
+    @property
+    def fanout(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Every source's (targets, weights) at once (dense rows: no targets): for looking
+        at small programs; the builder itself reads `rows.blocks()`."""
+        parts = list(self.rows.blocks()) or [(np.zeros(0, np.int64), np.zeros(0, np.int64))]
+        t, w = (np.concatenate(x) for x in zip(*parts, strict=True))
+        cuts = np.concatenate([[0], np.cumsum(self.rows.lengths)])
+        return [(t[a:b] if self.is_list else t, w[a:b]) for a, b in itertools.pairwise(cuts)]
 
 
 @dataclass
@@ -177,48 +222,98 @@ def _is_source(node) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def _conv_synapses(node: QConv2d, in_shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
-    """Every (input position, output position, weight) a convolution's kernel reaches, zero
-    weights included (the emulator counts those events too); flat C-order indices."""
-    geometry = (node.stride, node.padding, node.dilation)
+def _conv_synapses(node: QConv2d, in_shape: tuple[int, ...], first: int, stop: int
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """(targets, weights) of the synapses leaving input positions first .. stop - 1 (flat
+    C-order), source by source, each source's in (output channel, tap y, tap x) order: the
+    order of `conv_synapses` grouped by source. Every kernel tap that lands inside the input,
+    zero weights included (the emulator counts those events too)."""
     weight = node.weight.astype(np.int64)  # the program's words are int64, never narrow
-    out_hw = conv_output_hw(in_shape[1:], weight.shape[2:], *geometry)
-    return conv_synapses(weight, in_shape, (weight.shape[0], *out_hw), *geometry, node.groups)
+    c_out, cg, kh, kw = weight.shape
+    _, h, w = in_shape
+    ho, wo = conv_output_hw(in_shape[1:], (kh, kw), node.stride, node.padding, node.dilation)
+    (s0, s1), (p0, p1), (d0, d1) = node.stride, node.padding, node.dilation
+    per_group = c_out // node.groups
+    src = np.arange(first, stop)
+    c, iy, ix = src // (h * w), src // w % h, src % w
+    # Tap k of output o reads o * stride - pad + k * dil: the output a tap of this input
+    # reaches, if any (at most one per axis).
+    oy, ry = np.divmod(iy[:, None] + p0 - np.arange(kh) * d0, s0)
+    ox, rx = np.divmod(ix[:, None] + p1 - np.arange(kw) * d1, s1)
+    ok_y, ok_x = (ry == 0) & (oy >= 0) & (oy < ho), (rx == 0) & (ox >= 0) & (ox < wo)
+    # (source, output channel, tap y, tap x), C order: source by source, then kernel order
+    co = ((c // cg)[:, None] * per_group + np.arange(per_group))[:, :, None, None]
+    dst = (co * ho + oy[:, None, :, None]) * wo + ox[:, None, None, :]
+    wts = weight[co, (c % cg)[:, None, None, None], np.arange(kh)[:, None], np.arange(kw)]
+    inside = np.broadcast_to(ok_y[:, None, :, None] & ok_x[:, None, None, :], dst.shape)
+    return dst[inside], wts[inside]
 
 
-def _common_shift(weights: list[np.ndarray]) -> int:
-    """The largest power of two dividing every weight (0 when all are zero), at most 8."""
-    nz = np.concatenate([np.abs(np.asarray(w[w != 0], np.int64)) for w in weights]
-                        or [np.zeros(0, np.int64)])
-    if nz.size == 0:
-        return 0
-    low = np.bitwise_and(nz, -nz)  # lowest set bit of each
-    return int(min(int(low.min()).bit_length() - 1, 8))
+def _rows(node, n_src: int, n_dst: int, in_shape: tuple[int, ...]) -> Rows:
+    """The fan-out lists of a projection node (None: a direct edge, an identity), made a
+    block of sources at a time. Weights and targets become int64 per block, before any
+    shift, sum or abs: the IR stores them narrow."""
+    if node is None:
+        return Rows(np.ones(n_src, np.int64), CHUNK,
+                    lambda a, b: (np.arange(a, b), np.ones(b - a, np.int64)))
+    if isinstance(node, QDense):
+        w = node.weight
+        return Rows(np.full(n_src, n_dst, np.int64), max(1, CHUNK // n_dst),
+                    lambda a, b: (np.zeros(0, np.int64), w[:, a:b].T.ravel().astype(np.int64)))
+    if isinstance(node, QSparse):
+        # The entries grouped by source, each source's in their order in the node: one
+        # index per entry, the size of the node's own arrays.
+        order = np.argsort(node.cols, kind="stable")
+        lengths = sparse_fanout(node.cols, node.values, n_src)
+        starts = np.concatenate([[0], np.cumsum(lengths)])
+
+        def sparse(a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
+            take = order[starts[a]:starts[b]]
+            return node.rows[take].astype(np.int64), node.values[take].astype(np.int64)
+
+        return Rows(lengths, max(1, CHUNK // max(1, int(lengths.max(initial=0)))), sparse)
+    c_out, _, kh, kw = node.weight.shape
+    geometry = (node.stride, node.padding, node.dilation)
+    out_shape = (c_out, *conv_output_hw(in_shape[1:], (kh, kw), *geometry))
+    # A block is sized by the taps it tries (output channels of the group x kernel), not
+    # by the synapses found: a strided kernel misses most of them.
+    return Rows(conv_fanout(node.weight, in_shape, out_shape, *geometry, node.groups),
+                max(1, CHUNK // (c_out // node.groups * kh * kw)),
+                lambda a, b: _conv_synapses(node, in_shape, a, b))
+
+
+def _scan(rows: Rows, n_dst: int, is_list: bool) -> None:
+    """One pass over the lists: the largest power of two dividing every weight (0 when all
+    are zero), at most 8, stored divided out in `rows.shift`; the largest stored |weight|
+    and each target's sum of stored |weight| (exact: every weight is a multiple of 2^shift)."""
+    low, top = 0, 0
+    reach = np.zeros(n_dst, np.int64)
+    for t, w in rows.blocks():
+        mag = np.abs(w)
+        nz = mag[mag != 0]
+        if nz.size:
+            block_low = int(np.bitwise_and(nz, -nz).min())  # lowest set bit of each
+            low = min(low, block_low) if low else block_low
+        top = max(top, int(mag.max(initial=0)))
+        if is_list:
+            np.add.at(reach, t, mag)
+        else:  # dense rows: source by source, targets 0 .. n_dst - 1
+            reach += mag.reshape(-1, n_dst).sum(axis=0)
+    rows.shift = min(low.bit_length() - 1, 8) if low else 0
+    rows.top, rows.reach = top >> rows.shift, reach >> rows.shift
 
 
 def _projection(name: str | None, node, src: int, dst: int, delays: tuple[int, int],
                 n_src: int, n_dst: int, in_shape: tuple[int, ...]) -> Projection:
-    if node is None:  # a direct edge: identity
-        idx = np.arange(n_src)
-        fan = [(idx[i:i + 1], np.ones(1, np.int64)) for i in range(n_src)]
+    rows = _rows(node, n_src, n_dst, in_shape)
+    if node is None:  # a direct edge: identity, not counted
+        _scan(rows, n_dst, True)
         return Projection(None, src, dst, *delays, 0, True, count=False, n_dst=n_dst,
-                          fanout=fan)
-    # Weights and targets as int64 before any shift, sum or abs: the IR stores them narrow.
-    if isinstance(node, QDense):
-        w = node.weight.astype(np.int64)
-        fan = [(np.arange(0), w[:, i]) for i in range(n_src)]
-        is_list = False
-    elif isinstance(node, QSparse):
-        fan = source_lists(n_src, node.cols.astype(np.int64), node.rows.astype(np.int64),
-                           node.values.astype(np.int64))
-        is_list = True
-    else:
-        fan = source_lists(n_src, *_conv_synapses(node, in_shape))
-        is_list = True
-    ws = _common_shift([w for _, w in fan])
-    fan = [(t, w >> ws) for t, w in fan]
-    return Projection(name, src, dst, *delays, node.weight_exp + ws, is_list, n_dst=n_dst,
-                      fanout=fan)
+                          rows=rows)
+    is_list = not isinstance(node, QDense)
+    _scan(rows, n_dst, is_list)
+    return Projection(name, src, dst, *delays, node.weight_exp + rows.shift, is_list,
+                      n_dst=n_dst, rows=rows)
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,7 +366,7 @@ def build_program(graph: Graph, *, input_max: int = 1, profile: str | Profile | 
         proj = _projection(name, node, index[src], index[dst], delays, sizes[src], sizes[dst],
                            shapes[src])
         if name is not None:
-            limits.check_weights(name, np.concatenate([w for _, w in proj.fanout] or [[0]]))
+            limits.check_weights(name, np.array([proj.rows.top]))
         projections.append(proj)
 
     ops = _ops(order, layers, index, projections)
@@ -380,37 +475,42 @@ def _place_state(graph: Graph, layers: list[Layer], shapes: dict[str, tuple[int,
 
 
 def _synapse_memories(projections: list[Projection]) -> tuple[dict[str, np.ndarray], int]:
-    """Weights, targets and the (start, length) rows; returns them and the list synapses.
+    """The (start, length) rows; returns them and the list synapses (the target words).
 
     Addresses go to list projections first, so that their targets fill the target memory
-    from 0 (dense rows need none); rows are in projection order (`rowbase`)."""
-    weights, targets = [], []
-    starts: dict[int, list[int]] = {}
+    from 0 (dense rows need none); rows are in projection order (`rowbase`). The weights and
+    targets themselves are `synapse_words`, made while they are written."""
+    base: dict[int, int] = {}
     address = 0
-    for want_list in (True, False):
-        for k, p in enumerate(projections):
-            if p.is_list != want_list:
-                continue
-            starts[k] = []
-            for t, w in p.fanout:
-                if want_list:
-                    targets.append(t)
-                weights.append(w)
-                starts[k].append(address)
-                address += len(w)
-    n_list = sum(len(t) for t in targets)
+    for k in _layout(projections):
+        base[k] = address
+        address += projections[k].rows.count
     row_start, row_len = [], []
     for k, p in enumerate(projections):
-        p.rowbase = len(row_start)
-        row_start.extend(starts[k])
-        row_len.extend(len(w) for _, w in p.fanout)
+        p.rowbase = sum(len(r) for r in row_len)
+        row_len.append(p.rows.lengths)
+        row_start.append(base[k] + np.cumsum(p.rows.lengths) - p.rows.lengths)
     memories = {
-        "weights": np.concatenate(weights) if weights else np.zeros(1, np.int64),
-        "targets": np.concatenate(targets) if n_list else np.zeros(1, np.int64),
-        "row_start": np.asarray(row_start, np.int64),
-        "row_len": np.asarray(row_len, np.int64),
+        "row_start": np.concatenate(row_start or [np.zeros(0, np.int64)]).astype(np.int64),
+        "row_len": np.concatenate(row_len or [np.zeros(0, np.int64)]).astype(np.int64),
     }
-    return memories, n_list
+    return memories, sum(p.rows.count for p in projections if p.is_list)
+
+
+def _layout(projections: list[Projection]) -> list[int]:
+    """Projection numbers in synapse-memory order: list projections first."""
+    return ([k for k, p in enumerate(projections) if p.is_list]
+            + [k for k, p in enumerate(projections) if not p.is_list])
+
+
+def synapse_words(program: Program, memory: str) -> Iterator[np.ndarray]:
+    """The words of the `weights` or `targets` memory, a block of synapses at a time, in
+    `_synapse_memories`' layout (dense rows have no targets)."""
+    for k in _layout(program.projections):
+        p = program.projections[k]
+        if memory == "weights" or p.is_list:
+            for t, w in p.rows.blocks():
+                yield w if memory == "weights" else t
 
 
 def _place_accumulators(projections: list[Projection]) -> int:
@@ -435,12 +535,7 @@ def _bounds(projections: list[Projection], layers: list[Layer], input_max: int,
     per_layer: dict[int, np.ndarray] = {}
     for p in projections:
         vmax = input_max if layers[p.src].kind == "input" else 1
-        n_dst = layers[p.dst].n
-        total = np.zeros(n_dst, np.int64)
-        for t, w in p.fanout:
-            tgt = t if p.is_list else np.arange(len(w))
-            np.add.at(total, tgt, np.abs(w))
-        total = total * vmax
+        total = p.rows.reach * vmax
         acc_max = max(acc_max, int(total.max(initial=0)))
         shifted = total << p.exp if p.exp >= 0 else -((-total) >> -p.exp)
         per_layer[p.dst] = per_layer.get(p.dst, 0) + shifted
@@ -454,7 +549,7 @@ def _bounds(projections: list[Projection], layers: list[Layer], input_max: int,
 def _params(layers, projections, memories, bounds, input_max, n_list, acc_words, s_words,
             ring_words, n_ops) -> dict[str, int]:
     """The build's sizes and widths (the Verilog parameters of nm_params.vh)."""
-    w = memories["weights"]
+    n_words = sum(p.rows.count for p in projections)
     exps = [abs(p.exp) for p in projections] or [0]
     a = bounds["a"]
     uw = u_bits(a)
@@ -463,11 +558,11 @@ def _params(layers, projections, memories, bounds, input_max, n_list, acc_words,
         "NL": len(layers), "NP": max(1, len(projections)), "NO": max(1, n_ops),
         "IW": max(1, (max(layer.n for layer in layers) - 1).bit_length()),
         "VALW": signed_bits(input_max) if graded else 1, "GRADED": graded,
-        "WW": signed_bits(int(np.abs(w).max(initial=1))),
+        "WW": signed_bits(max([1, *(p.rows.top for p in projections)])),
         "EXPW": signed_bits(max(exps)),
         "LENW": max(1, int(memories["row_len"].max(initial=1)).bit_length()),
         "DLW": max(1, max((p.delay for p in projections), default=0).bit_length()),
-        "W_DEPTH": max(1, len(w)), "T_DEPTH": max(1, n_list),
+        "W_DEPTH": max(1, n_words), "T_DEPTH": max(1, n_list),
         "ROW_DEPTH": max(1, len(memories["row_start"])), "E_DEPTH": max(1, ring_words),
         "A_DEPTH": max(1, acc_words), "S_DEPTH": max(1, s_words),
         "P_DEPTH": max(1, len(memories["p_du"])),

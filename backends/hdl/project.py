@@ -161,7 +161,7 @@ def readme(program: Program, graph_summary: str, example: str, params: dict[str,
     projs = "\n".join(
         f"| {k} | `{p.name or '(direct edge)'}` | {program.layers[p.src].name} -> "
         f"{program.layers[p.dst].name} | {'list' if p.is_list else 'dense'} | "
-        f"{sum(len(w) for _, w in p.fanout)} | {p.delay} + {p.dendritic} | {p.exp} |"
+        f"{p.rows.count} | {p.delay} + {p.dendritic} | {p.exp} |"
         for k, p in enumerate(program.projections))
     inputs = ("spikes only (every event counts as 1; compile with input_max for graded inputs)"
               if not params["GRADED"] else
@@ -223,8 +223,8 @@ def _program_json(program: Program, params: dict[str, int]) -> dict[str, Any]:
     return {
         "params": params,
         "layers": [vars(x) for x in program.layers],
-        "projections": [{**{k: v for k, v in vars(p).items() if k != "fanout"},
-                         "synapses": int(sum(len(w) for _, w in p.fanout))}
+        "projections": [{**{k: v for k, v in vars(p).items() if k != "rows"},
+                         "synapses": p.rows.count}
                         for p in program.projections],
         "ops": [list(op) for op in program.ops],
         "outputs": {k: [list(e) for e in v] for k, v in program.outputs.items()},

@@ -58,14 +58,14 @@ def worst_cycles(program: Program, T: int, B: int) -> int:
     input firing on every step)."""
     per_step = 2 * len(program.layers) + len(program.projections) + 3
     per_step += sum(layer.n for layer in program.inputs)
-    per_step += sum(4 + sum(3 + len(w) for _, w in p.fanout) for p in program.projections)
+    per_step += sum(4 + 3 * len(p.rows.lengths) + p.rows.count for p in program.projections)
     per_step += sum(layer.n * max(1, layer.nproj) + 10 for layer in program.neuron_layers)
     clear = program.params["S_DEPTH"] + program.params["A_DEPTH"]
     return T * B * per_step + B * clear
 
 
 def _counter_bound(program: Program, T: int, B: int) -> int:
-    synapses = sum(sum(len(w) for _, w in p.fanout) for p in program.projections)
+    synapses = sum(p.rows.count for p in program.projections)
     neurons = sum(layer.n for layer in program.neuron_layers)
     return T * B * (synapses + 2 * neurons)
 

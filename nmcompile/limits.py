@@ -4,17 +4,22 @@ before nmcompile refuses it (`LimitError`), checked before anything is allocated
 The budget is a fixed number, not what happens to be free (so a test or a CI job does not
 pass or fail with the machine's load): 8 GiB or half the machine's total memory, whichever
 is smaller. `NMCOMPILE_MAX_BYTES` (bytes; suffixes K, M, G, T allowed) overrides it for a
-process, `max_bytes=` for one call.
+process, `max_bytes=` for one call (`within(max_bytes)` for every check inside a block: a
+run, whose checks sit in the backends, takes it so).
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
+from collections.abc import Iterator
 
 from .errors import LimitError
 
 DEFAULT_BYTES = 8 << 30
 ENV = "NMCOMPILE_MAX_BYTES"
+_CALL: contextvars.ContextVar[int | None] = contextvars.ContextVar("max_bytes", default=None)
 _SUFFIX = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
@@ -40,14 +45,26 @@ def parse_bytes(text: str, where: str = ENV) -> int:
 
 
 def budget(max_bytes: int | str | None = None) -> int:
-    """The memory budget in bytes: `max_bytes` if given, else `NMCOMPILE_MAX_BYTES`, else the
-    smaller of 8 GiB and half the machine's memory."""
+    """The memory budget in bytes: `max_bytes` if given, else that of the enclosing `within`,
+    else `NMCOMPILE_MAX_BYTES`, else the smaller of 8 GiB and half the machine's memory."""
     if max_bytes is not None:
         return parse_bytes(str(max_bytes), "max_bytes")
+    if (call := _CALL.get()) is not None:
+        return call
     if os.environ.get(ENV):
         return parse_bytes(os.environ[ENV])
     half = total_memory() // 2
     return min(DEFAULT_BYTES, half) if half else DEFAULT_BYTES
+
+
+@contextlib.contextmanager
+def within(max_bytes: int | str | None) -> Iterator[None]:
+    """Every budget check inside the block uses `max_bytes` (None: the usual budget)."""
+    token = _CALL.set(None if max_bytes is None else budget(max_bytes))
+    try:
+        yield
+    finally:
+        _CALL.reset(token)
 
 
 def size_text(nbytes: float) -> str:

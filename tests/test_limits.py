@@ -42,3 +42,22 @@ def test_a_step_over_the_budget_names_itself_the_size_and_the_override(monkeypat
         nmcompile.run(g, x)  # 1.6 MB of activity: over the budget, refused before running
     monkeypatch.setenv(limits.ENV, "1G")
     assert nmcompile.run(g, x).output().shape == (100, 2, 1000)
+
+
+@pytest.mark.parametrize("quantized", [False, True])
+def test_a_run_takes_its_own_budget(monkeypatch, quantized: bool) -> None:
+    monkeypatch.setenv(limits.ENV, "1G")
+    g = Graph()
+    g.add_node("x", Input((1000,)))
+    g.add_node("n", IF())
+    g.add_node("o", Output())
+    g.add_edge("x", "n")
+    g.add_edge("n", "o")
+    g = nmcompile.quantize(g) if quantized else g
+    x = np.zeros((100, 2, 1000))
+    with pytest.raises(LimitError, match=r"running 100 steps of batch 2.*budget of 1\.0 MiB"):
+        nmcompile.run(g, x, max_bytes="1M")
+    assert limits.budget() == 1 << 30  # the call's budget ends with the call
+    with limits.within("1M"):
+        assert limits.budget() == 1 << 20 and limits.budget("2M") == 2 << 20
+    assert nmcompile.run(g, x, max_bytes="1G").output().shape == (100, 2, 1000)

@@ -213,7 +213,7 @@ def test_a_huge_convolution_is_refused_before_its_synapses_are_built(monkeypatch
     def unrolled(*args):
         raise AssertionError("the convolution was unrolled before its size was checked")
 
-    monkeypatch.setattr(program, "_conv_synapses", unrolled)
+    monkeypatch.setattr(program, "conv_source_synapses", unrolled)
     g = Graph(metadata={"quantization": {"profile": "loihi2"}})
     g.add_node("x", Input((16, 64, 64)))
     g.add_node("conv_big", QConv2d(np.ones((64, 16, 9, 9), int), stride=(16, 16)))
@@ -327,7 +327,7 @@ def formula_cycles(g: Graph, x, ref) -> np.ndarray:
                     c += 2
                     continue
                 events = np.flatnonzero(out[program.layers[proj.src].name][t - proj.delay, b])
-                c += 4 + sum(3 + len(proj.fanout[i][1]) for i in events)
+                c += 4 + sum(3 + int(proj.rows.lengths[i]) for i in events)
             c += sum(layer.n * max(1, layer.nproj) + 10 for layer in program.neuron_layers)
             cycles[t, b] = c
     return cycles

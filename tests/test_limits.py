@@ -25,18 +25,24 @@ def test_the_default_is_fixed_and_the_overrides_win(monkeypatch) -> None:
             limits.parse_bytes(bad)
 
 
-def test_a_step_over_the_budget_names_itself_the_size_and_the_override(monkeypatch) -> None:
-    monkeypatch.setenv(limits.ENV, "1M")
-    with pytest.raises(LimitError, match=r"folding 'p' would take 2\.0 TiB \(2,199,023,255,552 "
-                       r"bytes\), more than the memory budget of 1\.0 MiB; make the layer "
-                       r"smaller, or raise the budget with NMCOMPILE_MAX_BYTES"):
-        limits.check_bytes(1 << 41, "folding 'p'")
+def _wide_if() -> Graph:
+    """1000 inputs -> 1000 IF neurons -> output: a run's activity is what it holds."""
     g = Graph()
     g.add_node("x", Input((1000,)))
     g.add_node("n", IF())
     g.add_node("o", Output())
     g.add_edge("x", "n")
     g.add_edge("n", "o")
+    return g
+
+
+def test_a_step_over_the_budget_names_itself_the_size_and_the_override(monkeypatch) -> None:
+    monkeypatch.setenv(limits.ENV, "1M")
+    with pytest.raises(LimitError, match=r"folding 'p' would take 2\.0 TiB \(2,199,023,255,552 "
+                       r"bytes\), more than the memory budget of 1\.0 MiB; make the layer "
+                       r"smaller, or raise the budget with NMCOMPILE_MAX_BYTES"):
+        limits.check_bytes(1 << 41, "folding 'p'")
+    g = _wide_if()
     x = np.zeros((100, 2, 1000))
     with pytest.raises(LimitError, match="running 100 steps of batch 2"):
         nmcompile.run(g, x)  # 1.6 MB of activity: over the budget, refused before running
@@ -47,12 +53,7 @@ def test_a_step_over_the_budget_names_itself_the_size_and_the_override(monkeypat
 @pytest.mark.parametrize("quantized", [False, True])
 def test_a_run_takes_its_own_budget(monkeypatch, quantized: bool) -> None:
     monkeypatch.setenv(limits.ENV, "1G")
-    g = Graph()
-    g.add_node("x", Input((1000,)))
-    g.add_node("n", IF())
-    g.add_node("o", Output())
-    g.add_edge("x", "n")
-    g.add_edge("n", "o")
+    g = _wide_if()
     g = nmcompile.quantize(g) if quantized else g
     x = np.zeros((100, 2, 1000))
     with pytest.raises(LimitError, match=r"running 100 steps of batch 2.*budget of 1\.0 MiB"):

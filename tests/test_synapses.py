@@ -70,6 +70,11 @@ def test_a_convolution_unrolls_as_by_loops(seed: int) -> None:
     for i, (d, v) in enumerate(lists):
         assert list(zip(d.tolist(), v.tolist(), strict=True)) == \
             [(b, c) for a, b, c in found if a == i]
+    for first, stop in ((0, n_in), (0, 1), (n_in // 3, n_in // 2 + 1), (n_in - 1, n_in)):
+        d, v = syn.conv_source_synapses(weight, in_shape, out_shape, *geometry, groups,
+                                        first, stop)
+        assert list(zip(d.tolist(), v.tolist(), strict=True)) == \
+            [(b, c) for i in range(first, stop) for a, b, c in found if a == i]
 
 
 def test_axis_taps_mark_what_some_output_reads() -> None:

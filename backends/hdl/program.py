@@ -26,7 +26,6 @@ block by block, so a convolution of millions of synapses costs a few blocks of m
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -35,7 +34,7 @@ import numpy as np
 from nmcompile.errors import UnsupportedError
 from nmcompile.ir import Graph, Input, Output
 from nmcompile.ir.quantized import QALIF, QLI, QLIF, STATE_BITS, QConv2d, QDense, QSparse
-from nmcompile.ir.synapses import conv_fanout, conv_output_hw, sparse_fanout
+from nmcompile.ir.synapses import conv_fanout, conv_output_hw, conv_source_synapses, sparse_fanout
 from nmcompile.quantization.profiles import Profile, get_profile
 
 from .limits import CoreLimits, synapse_count
@@ -117,15 +116,6 @@ class Projection:
     n_dst: int = 0
     count: bool = True
     rows: Rows = field(default=None, repr=False)  # type: ignore[assignment]
-
-    @property
-    def fanout(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Every source's (targets, weights) at once (dense rows: no targets): for looking
-        at small programs; the builder itself reads `rows.blocks()`."""
-        parts = list(self.rows.blocks()) or [(np.zeros(0, np.int64), np.zeros(0, np.int64))]
-        t, w = (np.concatenate(x) for x in zip(*parts, strict=True))
-        cuts = np.concatenate([[0], np.cumsum(self.rows.lengths)])
-        return [(t[a:b] if self.is_list else t, w[a:b]) for a, b in itertools.pairwise(cuts)]
 
 
 @dataclass
@@ -222,33 +212,6 @@ def _is_source(node) -> bool:
 # --------------------------------------------------------------------------------------------
 
 
-def _conv_synapses(node: QConv2d, in_shape: tuple[int, ...], first: int, stop: int
-                   ) -> tuple[np.ndarray, np.ndarray]:
-    """(targets, weights) of the synapses leaving input positions first .. stop - 1 (flat
-    C-order), source by source, each source's in (output channel, tap y, tap x) order: the
-    order of `conv_synapses` grouped by source. Every kernel tap that lands inside the input,
-    zero weights included (the emulator counts those events too)."""
-    weight = node.weight.astype(np.int64)  # the program's words are int64, never narrow
-    c_out, cg, kh, kw = weight.shape
-    _, h, w = in_shape
-    ho, wo = conv_output_hw(in_shape[1:], (kh, kw), node.stride, node.padding, node.dilation)
-    (s0, s1), (p0, p1), (d0, d1) = node.stride, node.padding, node.dilation
-    per_group = c_out // node.groups
-    src = np.arange(first, stop)
-    c, iy, ix = src // (h * w), src // w % h, src % w
-    # Tap k of output o reads o * stride - pad + k * dil: the output a tap of this input
-    # reaches, if any (at most one per axis).
-    oy, ry = np.divmod(iy[:, None] + p0 - np.arange(kh) * d0, s0)
-    ox, rx = np.divmod(ix[:, None] + p1 - np.arange(kw) * d1, s1)
-    ok_y, ok_x = (ry == 0) & (oy >= 0) & (oy < ho), (rx == 0) & (ox >= 0) & (ox < wo)
-    # (source, output channel, tap y, tap x), C order: source by source, then kernel order
-    co = ((c // cg)[:, None] * per_group + np.arange(per_group))[:, :, None, None]
-    dst = (co * ho + oy[:, None, :, None]) * wo + ox[:, None, None, :]
-    wts = weight[co, (c % cg)[:, None, None, None], np.arange(kh)[:, None], np.arange(kw)]
-    inside = np.broadcast_to(ok_y[:, None, :, None] & ok_x[:, None, None, :], dst.shape)
-    return dst[inside], wts[inside]
-
-
 def _rows(node, n_src: int, n_dst: int, in_shape: tuple[int, ...]) -> Rows:
     """The fan-out lists of a projection node (None: a direct edge, an identity), made a
     block of sources at a time. Weights and targets become int64 per block, before any
@@ -277,9 +240,11 @@ def _rows(node, n_src: int, n_dst: int, in_shape: tuple[int, ...]) -> Rows:
     out_shape = (c_out, *conv_output_hw(in_shape[1:], (kh, kw), *geometry))
     # A block is sized by the taps it tries (output channels of the group x kernel), not
     # by the synapses found: a strided kernel misses most of them.
+    weight = node.weight.astype(np.int64)  # the program's words are int64, never narrow
     return Rows(conv_fanout(node.weight, in_shape, out_shape, *geometry, node.groups),
                 max(1, CHUNK // (c_out // node.groups * kh * kw)),
-                lambda a, b: _conv_synapses(node, in_shape, a, b))
+                lambda a, b: conv_source_synapses(weight, in_shape, out_shape, *geometry,
+                                                  node.groups, a, b))
 
 
 def _scan(rows: Rows, n_dst: int, is_list: bool) -> None:

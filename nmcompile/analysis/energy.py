@@ -27,15 +27,14 @@ naming the file itself. The format:
 
 from __future__ import annotations
 
-import os
 import re
-import tomllib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import FormatError, NmcompileError
+from .. import catalog
+from ..errors import FormatError
 
 BUILTIN = Path(__file__).resolve().parent / "devices"
 ENV = "NMCOMPILE_DEVICES"
@@ -150,46 +149,26 @@ def parse(doc: dict[str, Any], where: str) -> Device:
 
 
 def read_device(path: str | Path) -> Device:
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except OSError as exc:
-        raise FormatError(f"cannot read device file {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise FormatError(f"device file {path} is not valid TOML: {exc}") from None
-    return parse(doc, str(path))
+    return parse(catalog.read_toml(path, "device"), str(path))
 
 
 def search_paths(paths: Iterable[str | Path] = ()) -> list[Path]:
     """Folders searched for device files, first match wins: `paths`, then those in
     $NMCOMPILE_DEVICES, then the built-in folder."""
-    env = [p for p in os.environ.get(ENV, "").split(os.pathsep) if p]
-    return [Path(p) for p in [*paths, *env]] + [BUILTIN]
+    return catalog.search_paths(ENV, BUILTIN, paths)
 
 
 def available(paths: Iterable[str | Path] = ()) -> dict[str, Path]:
     """Device name -> its file, over the search paths."""
-    found: dict[str, Path] = {}
-    for folder in search_paths(paths):
-        if folder.is_dir():
-            for f in sorted(folder.glob("*.toml")):
-                found.setdefault(read_device(f).name, f)
-    return found
+    return catalog.available(read_device, ENV, BUILTIN, paths)
 
 
 def load_device(device: str | Path | Device, paths: Iterable[str | Path] = ()) -> Device:
     """A device by name (searched as `search_paths` says) or by the path of its file."""
     if isinstance(device, Device):
         return device
-    text = str(device)
-    if text.endswith(".toml") or os.sep in text:
-        return read_device(text)
-    found = available(paths)
-    if text not in found:
-        raise NmcompileError(f"unknown device {text!r}; known: {', '.join(sorted(found))}. Add "
-                             f"one as a TOML file (see docs/estimation.md)")
-    return read_device(found[text])
+    return catalog.find(str(device), read_device, ENV, BUILTIN, paths, "device",
+                        "docs/estimation.md")
 
 
 def load_devices(devices: str | Sequence[str | Path | Device],

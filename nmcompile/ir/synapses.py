@@ -101,6 +101,34 @@ def conv_synapses(weight: np.ndarray, in_shape: Sequence[int], out_shape: Sequen
     return src, dst, weight[co, ci, ky, kx]
 
 
+def conv_source_synapses(weight: np.ndarray, in_shape: Sequence[int], out_shape: Sequence[int],
+                         stride: Sequence[int], padding: Sequence[int],
+                         dilation: Sequence[int], groups: int, first: int, stop: int
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """(dst, weight) of the synapses leaving input positions first .. stop - 1 (flat C-order),
+    source by source, each source's in (output channel, tap y, tap x) order: what
+    `source_lists` makes of `conv_synapses`, for a range of sources only, so that a caller
+    can unroll a large convolution a block of inputs at a time."""
+    c_out, cg, kh, kw = weight.shape
+    _, h, w = in_shape
+    _, ho, wo = out_shape
+    (s0, s1), (p0, p1), (d0, d1) = stride, padding, dilation
+    per_group = c_out // groups
+    src = np.arange(first, stop)
+    c, iy, ix = src // (h * w), src // w % h, src % w
+    # Tap k of output o reads o * stride - pad + k * dil: the output a tap of this input
+    # reaches, if any (at most one per axis).
+    oy, ry = np.divmod(iy[:, None] + p0 - np.arange(kh) * d0, s0)
+    ox, rx = np.divmod(ix[:, None] + p1 - np.arange(kw) * d1, s1)
+    ok_y, ok_x = (ry == 0) & (oy >= 0) & (oy < ho), (rx == 0) & (ox >= 0) & (ox < wo)
+    # (source, output channel, tap y, tap x), C order: source by source, then kernel order
+    co = ((c // cg)[:, None] * per_group + np.arange(per_group))[:, :, None, None]
+    dst = (co * ho + oy[:, None, :, None]) * wo + ox[:, None, None, :]
+    wts = weight[co, (c % cg)[:, None, None, None], np.arange(kh)[:, None], np.arange(kw)]
+    inside = np.broadcast_to(ok_y[:, None, :, None] & ok_x[:, None, None, :], dst.shape)
+    return dst[inside], wts[inside]
+
+
 def source_lists(n_src: int, src: np.ndarray, dst: np.ndarray, weight: np.ndarray
                  ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Synapse lists grouped by source: for each of the `n_src` sources, the (dst, weight) of

@@ -14,14 +14,13 @@ computed or assumed, not published; energies give `joules` and `seconds` instead
 
 from __future__ import annotations
 
-import os
 import re
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import FormatError, NmcompileError
+from .. import catalog
+from ..errors import FormatError
 
 BUILTIN = Path(__file__).with_name("chips")
 ENV = "NMCOMPILE_CHIPS"
@@ -168,43 +167,17 @@ def parse(doc: dict, where: str) -> Chip:
 
 
 def read_chip(path: str | Path) -> Chip:
-    path = Path(path)
-    try:
-        with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except OSError as exc:
-        raise FormatError(f"cannot read chip file {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise FormatError(f"chip file {path} is not valid TOML: {exc}") from None
-    return parse(doc, str(path))
-
-
-def search_paths(paths: Iterable[str | Path] = ()) -> list[Path]:
-    """Folders searched for chip files, first match wins: `paths`, then $NMCOMPILE_CHIPS,
-    then the built-in folder."""
-    env = [p for p in os.environ.get(ENV, "").split(os.pathsep) if p]
-    return [Path(p) for p in [*paths, *env]] + [BUILTIN]
+    return parse(catalog.read_toml(path, "chip"), str(path))
 
 
 def available(paths: Iterable[str | Path] = ()) -> dict[str, Path]:
-    """Chip name -> its file, over the search paths."""
-    found: dict[str, Path] = {}
-    for folder in search_paths(paths):
-        if folder.is_dir():
-            for f in sorted(folder.glob("*.toml")):
-                found.setdefault(read_chip(f).name, f)
-    return found
+    """Chip name -> its file, over `paths`, then $NMCOMPILE_CHIPS, then the built-in folder."""
+    return catalog.available(read_chip, ENV, BUILTIN, paths)
 
 
 def load_chip(chip: str | Path | Chip, paths: Iterable[str | Path] = ()) -> Chip:
-    """A chip by name (searched as `search_paths` says) or by the path of its file."""
+    """A chip by name (searched as `available` says) or by the path of its file."""
     if isinstance(chip, Chip):
         return chip
-    text = str(chip)
-    if text.endswith(".toml") or os.sep in text:
-        return read_chip(text)
-    found = available(paths)
-    if text not in found:
-        raise NmcompileError(f"unknown chip {text!r}; known: {', '.join(sorted(found))}. Add "
-                             f"one as a TOML file (see nmcompile/mapping/chips.py)")
-    return read_chip(found[text])
+    return catalog.find(str(chip), read_chip, ENV, BUILTIN, paths, "chip",
+                        "nmcompile/mapping/chips.py")

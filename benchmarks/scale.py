@@ -39,6 +39,14 @@ STAGES = ("build", "load", "quantize", "load_q", "run", "estimate", "lava", "ver
 T = 20
 
 
+def weights_mb(graph) -> float:
+    """Megabytes of every array the graph's nodes hold (weights, indices, parameters)."""
+    import numpy as np
+
+    return sum(v.nbytes for node in graph.nodes.values()
+               for v in vars(node).values() if isinstance(v, np.ndarray)) / 1e6
+
+
 def _dvs(scale: float):
     import torch.nn as nn
 
@@ -95,8 +103,7 @@ def stage(net: str, name: str, folder: Path, scale: float) -> dict:
         nmcompile.save(graph, float_file, force=True)
         out["save_s"] = time.perf_counter() - t1
         out["file_mb"] = float_file.stat().st_size / 1e6
-        out["weights_mb"] = sum(v.nbytes for node in graph.nodes.values()
-                                for v in vars(node).values() if isinstance(v, np.ndarray)) / 1e6
+        out["weights_mb"] = weights_mb(graph)
     elif name == "load":
         nmcompile.load(float_file)
     elif name == "quantize":
@@ -105,6 +112,7 @@ def stage(net: str, name: str, folder: Path, scale: float) -> dict:
         t1 = time.perf_counter()
         q = nmcompile.quantize(graph)
         out["quantize_s"] = time.perf_counter() - t1
+        out["q_weights_mb"] = weights_mb(q)
         t1 = time.perf_counter()
         nmcompile.save(q, q_file, force=True)
         out["save_s"] = time.perf_counter() - t1

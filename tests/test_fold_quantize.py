@@ -135,19 +135,29 @@ def test_quantised_integers_by_hand() -> None:
 
 @pytest.mark.parametrize("seed", FOLDABLE)
 def test_weights_survive_lavas_preparation(seed: int) -> None:
+    """What the lowering gives Lava survives Lava's own weight preparation unchanged, within
+    Loihi's exponents, and applies the IR's weights: a mixed matrix's 8-bit mantissas (int8)
+    doubled, with the exponent one lower."""
     from backends.lava import compat
+    from backends.lava.lowering.projections import lava_weights
 
     compat.import_lava()
-    from lava.utils.weightutils import SignMode, clip_weights, determine_sign_mode, truncate_weights
+    from lava.utils.weightutils import SignMode, clip_weights, truncate_weights
 
     model, x = random_model(seed)
     q = nmcompile.quantize(nmcompile.from_torch(model, x))
     for name, node in q.nodes.items():
         if isinstance(node, (QDense, QSparse)):
-            w = node.weight if isinstance(node, QDense) else node.dense()
-            mode = determine_sign_mode(w) if w.any() else SignMode.MIXED
-            prepared = truncate_weights(clip_weights(w, mode, num_bits=8), mode, 8)
-            assert np.array_equal(prepared, w), name
+            w = (node.weight if isinstance(node, QDense) else node.dense()).astype(np.int64)
+            given, exp, mode = lava_weights(name, w, node.weight_exp)
+            sign = {"mixed": SignMode.MIXED, "excitatory": SignMode.EXCITATORY,
+                    "inhibitory": SignMode.INHIBITORY}[mode]
+            prepared = truncate_weights(clip_weights(given, sign, num_bits=8), sign, 8)
+            assert np.array_equal(prepared, given), name
+            assert -8 <= exp <= 7 and exp <= node.weight_exp, name
+            assert np.array_equal(given, w << (node.weight_exp - exp)), name
+            if w.min() < 0 < w.max():
+                assert node.weight.dtype == np.int8 and exp == node.weight_exp - 1, name
 
 
 def test_quantised_random_models_track_float() -> None:

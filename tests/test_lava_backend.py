@@ -178,14 +178,23 @@ def test_stock_and_custom_choices_are_reported() -> None:
 
 
 def test_weights_lava_would_change_are_refused_naming_the_node() -> None:
-    g = Graph()
-    g.add_node("x", Input((2,)))
-    g.add_node("proj", QDense([[3, -2]]))  # mixed sign: Lava drops the lowest bit of 3
-    g.add_node("n", QLIF(vth=1))
-    g.add_node("o", Output())
-    chain(g, "x", "proj", "n", "o")
-    with pytest.raises(UnsupportedError, match=r"'proj': weight 3 .* even values only"):
-        raise_problems(lava_backend.check(g))
+    def graph(weights) -> Graph:
+        g = Graph()
+        g.add_node("x", Input((2,)))
+        g.add_node("proj", QDense(weights))
+        g.add_node("n", QLIF(vth=1))
+        g.add_node("o", Output())
+        chain(g, "x", "proj", "n", "o")
+        return g
+
+    # mixed sign: Lava drops the lowest bit of an odd weight, so 8-bit mantissas are given
+    # doubled with the exponent one lower (exact); 201 is odd and has no 8-bit half
+    (dense,) = [p for p in lava_backend.lower(graph([[3, -2]])).procs if p.kind == "Dense"]
+    assert dense.params["weights"].tolist() == [[6, -4]] and dense.params["weight_exp"] == -1
+    with pytest.raises(UnsupportedError, match=r"'proj': weights in -2\.\.201, odd ones"):
+        raise_problems(lava_backend.check(graph([[201, -2]])))
+    with pytest.raises(UnsupportedError, match=r"'proj': weights in 0\.\.300 "):
+        raise_problems(lava_backend.check(graph([[300, 0]])))
 
 
 def test_float_graphs_are_refused_naming_the_node() -> None:

@@ -3,14 +3,37 @@ code built (`tests/data/nmc-v<N>/`, written by `tests/nmc_files.py`), and runs t
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 from nmc_files import NIR, ROOT, graphs
 
 import nmcompile
+from nmcompile.ir import Graph
+from nmcompile.ir.quantized import QConv2d, QDense, QSparse, int_array
 
 DATA = ROOT / "tests" / "data"
 VERSIONS = sorted(DATA.glob("nmc-v*"))
+
+
+def reduced(graph: Graph) -> Graph:
+    """`graph` with each projection's weights' common power of two moved into its exponent:
+    the same arithmetic (`(2W @ x) << e == (W @ x) << (e + 1)`). The quantiser has stored a
+    mixed-sign Loihi matrix as its 8-bit mantissas m since format 2 was current; files from
+    before hold 2m with the exponent one lower."""
+    g = copy.deepcopy(graph)
+    for node in g.nodes.values():
+        if isinstance(node, (QDense, QSparse, QConv2d)):
+            field = "values" if isinstance(node, QSparse) else "weight"
+            w = getattr(node, field).astype(np.int64)
+            k = 0
+            while w.any() and not (w & 1).any():
+                w, k = w >> 1, k + 1
+            if k:
+                setattr(node, field, int_array(w, field))
+                node.weight_exp += k
+    return g
 
 
 def test_every_earlier_version_is_kept() -> None:
@@ -25,7 +48,7 @@ def test_every_earlier_version_is_kept() -> None:
 def test_committed_files_load_to_the_graphs_their_code_built(folder) -> None:
     for name, graph in graphs().items():
         loaded = nmcompile.load(folder / name)
-        assert loaded == graph, (folder.name, name)
+        assert reduced(loaded) == reduced(graph), (folder.name, name)
         x = (np.random.default_rng(0).random((8, 2, *graph[graph.inputs[0]].shape)) < 0.3)
         a, b = nmcompile.run(loaded, x, record=True), nmcompile.run(graph, x, record=True)
         for layer, spikes in b.spikes.items():

@@ -4,8 +4,9 @@ After `nmcompile.quantize`, a graph is Input -> projection -> neuron -> projecti
 neuron -> Output, every projection one of `QDense`, `QSparse`, `QConv2d`, every neuron a
 `QLIF`, `QALIF` or `QLI`. The arithmetic (Loihi's, as Lava 0.10's `fixed_pt` models compute
 it) is written out in `docs/fixed_point.md`; `backends/emulator` is its reference
-implementation. Weights are stored exactly as the hardware applies them: Lava's weight
-preparation (clip, then drop the low bits it does not store) leaves them unchanged.
+implementation. Weights are stored as the hardware stores them: a Loihi mixed-sign matrix as
+its 8-bit mantissas m, with the synapse's factor 2 in `weight_exp` (the Lava lowering gives
+Lava 2m and `weight_exp - 1`: docs/fixed_point.md, section 3.1).
 
 Weight mantissas (`weight`, `values`) and sparse indices are held in the narrowest signed
 dtype that holds them (docs/fixed_point.md, section 13): arithmetic on them must upcast to

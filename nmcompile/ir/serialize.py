@@ -70,8 +70,9 @@ def _fitting(lo: int, hi: int, dtype: np.dtype) -> np.dtype:
 
 def _halves(value: np.ndarray, dtype: np.dtype) -> int:
     """1 when `value` holds even integers only and their halves fit a dtype narrower than
-    `dtype`, the one it would be stored as (Loihi's mixed-sign weights, even in [-256, 254]:
-    int8 halves instead of int16), else 0. Checked block by block: no full-size temporary."""
+    `dtype`, the one it would be stored as (even weights in [-256, 254], as the quantiser
+    wrote Loihi's mixed-sign matrices before it stored their 8-bit mantissas: int8 halves
+    instead of int16), else 0. Checked block by block: no full-size temporary."""
     if value.dtype.kind != "i" or dtype.itemsize < 2 or value.size == 0:
         return 0
     flat = value.reshape(-1)

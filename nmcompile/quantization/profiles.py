@@ -30,8 +30,10 @@ class Profile:
     sparse_below: float = 0.2
     neurons_per_core: int = 8192
     synapses_per_core: int = 1 << 16
-    #: Loihi's dense synapses drop a mixed-sign 8-bit weight's lowest bit (Lava's
-    #: `truncate_weights`); weights are then emitted even so that they survive unchanged.
+    #: Loihi's mixed-sign synapses store a `weight_bits` mantissa m and apply 2m (Lava's
+    #: `truncate_weights` drops the 9-bit weight's lowest bit): the quantiser emits m and
+    #: moves the factor into `weight_exp`, so a mixed matrix's exponents span
+    #: `weight_exp_range` plus one (docs/fixed_point.md, section 3.1).
     drop_low_bit_if_mixed: bool = True
     #: Longest edge delay in steps (Loihi 2's delay lines through Lava; the Verilog core's
     #: delay ring, `backends/hdl/limits.py`, reads the same value).

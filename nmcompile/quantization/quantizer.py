@@ -116,15 +116,16 @@ class QuantizationReport:
 
 
 def _mantissa_range(profile: Profile, mode: str) -> tuple[int, int, int]:
-    """(lowest, highest, step) of the stored weight for a sign mode."""
+    """(lowest, highest mantissa, exponent offset) for a sign mode. A Loihi mixed-sign synapse
+    stores a `weight_bits` two's-complement mantissa m and applies 2m (Lava drops the lowest
+    bit of the 8-bit weight, docs/fixed_point.md section 3.1): the IR holds m itself and
+    moves the factor 2 into `weight_exp` (offset 1), exactly, and one byte per weight."""
     b = profile.weight_bits
-    if not profile.drop_low_bit_if_mixed:
-        return -(2 ** (b - 1)), 2 ** (b - 1) - 1, 1
-    if mode == "mixed":
-        return -(2 ** b), 2 ** b - 2, 2
+    if not profile.drop_low_bit_if_mixed or mode == "mixed":
+        return -(2 ** (b - 1)), 2 ** (b - 1) - 1, int(profile.drop_low_bit_if_mixed)
     if mode == "excitatory":
-        return 0, 2 ** b - 1, 1
-    return -(2 ** b - 1), 0, 1
+        return 0, 2 ** b - 1, 0
+    return -(2 ** b - 1), 0, 0
 
 
 def _sign_mode(w: np.ndarray) -> str:
@@ -141,12 +142,13 @@ def _abs_max(w: np.ndarray) -> float:
     return float(max(-w.min(), w.max())) if w.size else 0.0
 
 
-def _weight_exp(wmax: float, hi: int, profile: Profile) -> int:
-    """Smallest exponent (within range) at which the largest scaled weight fits."""
+def _weight_exp(wmax: float, hi: int, profile: Profile, offset: int) -> int:
+    """Smallest exponent (within the profile's range, moved by `offset`) at which the largest
+    scaled weight fits."""
     lo_e, hi_e = profile.weight_exp_range
     if wmax == 0:
         return 0
-    return int(np.clip(math.ceil(math.log2(wmax / hi)), lo_e, hi_e))
+    return int(np.clip(math.ceil(math.log2(wmax / hi)), lo_e + offset, hi_e + offset))
 
 
 def _weights(node) -> np.ndarray:
@@ -161,17 +163,17 @@ def _quantize_weights(name: str, source: str, node, scale: float, profile: Profi
     `Sparse` becomes a `QSparse` of its entries that do not round to zero."""
     weight = _weights(node)
     mode = _sign_mode(weight)
-    lo, hi, step = _mantissa_range(profile, mode)
+    lo, hi, offset = _mantissa_range(profile, mode)
     # max |W * scale / UNIT| is max |W| * scale / UNIT: both roundings are monotonic
     e = _weight_exp(_abs_max(weight) * scale / UNIT, min(hi, -lo) if mode == "mixed" else
-                    max(hi, -lo), profile)
-    stored = np.empty(weight.shape, narrowest(lo, hi))  # int16 for loihi2 and fpga16
+                    max(hi, -lo), profile, offset)
+    stored = np.empty(weight.shape, narrowest(lo, hi))  # int8 for loihi2 mixed, else int16
     n_clipped = nonzero = 0
     err = 0.0
     for rows in blocks(weight):
         block = weight[rows]
         exact = block * scale / UNIT / 2.0 ** e
-        q = np.round(exact / step) * step
+        q = np.round(exact)
         n_clipped += int(np.count_nonzero((q < lo) | (q > hi)))
         np.clip(q, lo, hi, out=q)
         nonzero += int(np.count_nonzero(q))
@@ -341,10 +343,10 @@ def _quantize_layer(folded: Graph, name: str, node: Neuron, prof: Profile,
                     / bias)
     for _, _, p in projections:
         wmax = _abs_max(_weights(p))
-        lo, hi, _ = _mantissa_range(prof, _sign_mode(_weights(p)))
+        lo, hi, offset = _mantissa_range(prof, _sign_mode(_weights(p)))
         if wmax:  # largest mantissa magnitude: both signs for mixed, one sign otherwise
             top = min(hi, -lo) if lo < 0 < hi else max(hi, -lo)
-            scale = min(scale, top * 2.0 ** prof.weight_exp_range[1] * UNIT / wmax)
+            scale = min(scale, top * 2.0 ** (prof.weight_exp_range[1] + offset) * UNIT / wmax)
     # A power of two: dyadic parameters (1.0, 0.5, 0.75, ...) then map to integers exactly,
     # at the cost of at most half the headroom of a 24-bit state.
     scale = 2.0 ** math.floor(math.log2(scale))

@@ -14,6 +14,8 @@ from nmcompile.ir import Graph, Input, Output
 from nmcompile.ir.neurons import Neuron
 from nmcompile.ir.quantized import QALIF, QLI, QLIF, QConv2d, QDense, QSparse
 
+from .projections import lava_exp
+
 NEURONS = (QLIF, QALIF, QLI)
 PROJECTIONS = (QDense, QSparse, QConv2d)
 
@@ -61,11 +63,11 @@ def collect_links(graph: Graph) -> list[Link]:
                         f"for a chain of projections: fold them into one first "
                         f"(nmcompile.passes.fold)")
             sources = graph.predecessors(name)
-            if len(sources) > 1 and node.weight_exp < 0:
+            if len(sources) > 1 and (exp := lava_exp(name, node)) < 0:
                 listing = ", ".join(s for s, _ in sources)
                 raise UnsupportedError(
                     f"projection {name!r} sums {len(sources)} sources ({listing}) and has "
-                    f"weight_exp {node.weight_exp} < 0; Lava gives each source its own "
+                    f"Lava weight_exp {exp} < 0; Lava gives each source its own "
                     f"process and a flooring shift of a sum is not the sum of the shifts. "
                     f"Give each source its own projection")
             continue

@@ -3,7 +3,8 @@
 - `QDense` -> `Dense` (`DelayDense` when the link needs extra steps), with the IR's weight
   mantissas, `weight_exp`, `num_weight_bits=8` and the sign mode stated explicitly. Lava
   prepares weights once (clip to the sign mode's range, drop the low bits an 8-bit synapse
-  does not store); `check_weights` refuses any weight that this would change.
+  does not store); `lava_weights` gives Lava weights that this leaves unchanged (a mixed
+  matrix's 8-bit mantissas doubled, with `weight_exp - 1`) and refuses any others.
 - `QSparse` -> `Sparse` / `DelaySparse` on the same (row, col, value) triples.
 - `QConv2d` -> `Conv`. Lava's `Conv` computes a true convolution (`scipy.signal.convolve2d`)
   on (X, Y, C) images with weights (C_out, X, Y, C_in/groups), so the IR's cross-correlation
@@ -23,11 +24,15 @@ import numpy as np
 from nmcompile.errors import UnsupportedError
 from nmcompile.ir.quantized import QConv2d, QDense, QSparse, abs_max
 from nmcompile.ir.synapses import conv_synapses
+from nmcompile.quantization.profiles import PROFILES
 
 from ..plan import MAX_SYNAPTIC_DELAY, ProcSpec
 
-#: Stored weight range per sign mode at 8 bits, and the step Lava keeps (mixed drops 1 bit).
+#: Weight range per sign mode that Lava's 8-bit preparation keeps, and the step it keeps
+#: (mixed drops 1 bit).
 WEIGHT_RANGE = {"mixed": (-256, 254, 2), "excitatory": (0, 255, 1), "inhibitory": (-255, 0, 1)}
+#: Loihi's weight exponents (the loihi2 profile's range).
+WEIGHT_EXPS = PROFILES["loihi2"].weight_exp_range
 GRADED_BITS = 24  # num_message_bits for graded values (an LI readout's v, graded inputs)
 
 
@@ -40,20 +45,45 @@ def sign_mode(values: np.ndarray) -> str:
     return "mixed"
 
 
-def check_weights(name: str, values: np.ndarray) -> str:
-    """The sign mode; refuse weights that Lava's 8-bit preparation would change."""
+def _survives(values: np.ndarray) -> str | None:
+    """The sign mode to pass Lava if its 8-bit preparation keeps `values` (int64) unchanged."""
     mode = sign_mode(values)
     if mode == "inhibitory" and values.min() < -255:
         mode = "mixed"  # only mixed synapses hold -256; the mode is passed to Lava explicitly
     lo, hi, step = WEIGHT_RANGE[mode]
-    bad = (values < lo) | (values > hi) | (values % step != 0)
-    if values.size and bad.any():
-        w = int(values[bad][0])
-        raise UnsupportedError(
-            f"projection {name!r}: weight {w} does not survive Lava's 8-bit {mode} synapses "
-            f"(they hold {lo}..{hi}" + (", even values only" if step == 2 else "") +
-            "); quantise for the 'loihi2' profile")
+    if values.size and (values.min() < lo or values.max() > hi
+                        or (step == 2 and (values & 1).any())):
+        return None
     return mode
+
+
+def lava_weights(name: str, values: np.ndarray, weight_exp: int
+                 ) -> tuple[np.ndarray, int, str]:
+    """(weights, weight_exp, sign mode) that Lava's 8-bit synapses apply exactly as the IR's
+    `(values @ x) << weight_exp` does. The quantiser stores a mixed-sign matrix as Loihi's
+    8-bit mantissas m with the synapse's factor 2 in its exponent (docs/fixed_point.md,
+    section 3.1): Lava is given 2m and `weight_exp - 1`, exact since the shift applies to
+    the sum. The values as given are used where they survive and the exponent is Loihi's."""
+    values = np.asarray(values, dtype=np.int64)  # the plan and params.npz hold int64
+    options = [(v, e, mode) for v, e in ((values, weight_exp), (values << 1, weight_exp - 1))
+               if (mode := _survives(v)) is not None]
+    if not options:
+        odd = ", odd ones among them" if (values & 1).any() else ""
+        raise UnsupportedError(
+            f"projection {name!r}: weights in {int(values.min())}..{int(values.max())}{odd} do "
+            f"not survive Lava's 8-bit synapses (mixed signs: 8-bit mantissas, applied "
+            f"doubled, or even values in -256..254; excitatory 0..255; inhibitory -255..0); "
+            f"quantise for the 'loihi2' profile")
+    lo, hi = WEIGHT_EXPS
+    return next((o for o in options if lo <= o[1] <= hi), options[0])
+
+
+def lava_exp(name: str, node: QDense | QSparse | QConv2d) -> int:
+    """The `weight_exp` Lava is given for a projection (0 for a stock `Conv`: folded)."""
+    if isinstance(node, QConv2d) and conv_stock(node):
+        return 0
+    return lava_weights(name, node.values if isinstance(node, QSparse) else node.weight,
+                        node.weight_exp)[1]
 
 
 def message_bits(graded: bool) -> int:
@@ -68,10 +98,8 @@ def inverse(perm: np.ndarray) -> np.ndarray:
 
 def dense_spec(name: str, node_name: str, node: QDense, perm_in: np.ndarray,
                perm_out: np.ndarray, delay: int, graded: bool, inputs: list[str]) -> ProcSpec:
-    mode = check_weights(node_name, node.weight)
-    # int64, as before the IR stored weights narrow: the plan and params.npz are unchanged
-    w = np.ascontiguousarray(node.weight[perm_out][:, perm_in], dtype=np.int64)
-    params = {"shape": tuple(w.shape), "weights": w, "weight_exp": node.weight_exp,
+    w, exp, mode = lava_weights(node_name, node.weight[perm_out][:, perm_in], node.weight_exp)
+    params = {"shape": tuple(w.shape), "weights": np.ascontiguousarray(w), "weight_exp": exp,
               "num_weight_bits": 8, "sign_mode": mode, "num_message_bits": message_bits(graded)}
     if delay:
         return ProcSpec(name, "DelayDense", node_name, {**params, "delays": delay}, inputs)
@@ -82,11 +110,11 @@ def sparse_spec(name: str, node_name: str | None, rows: np.ndarray, cols: np.nda
                 values: np.ndarray, shape: tuple[int, int], weight_exp: int,
                 perm_in: np.ndarray, perm_out: np.ndarray, delay: int, graded: bool,
                 inputs: list[str], note: str = "") -> ProcSpec:
-    mode = check_weights(node_name or name, values)
+    values, exp, mode = lava_weights(node_name or name, values, int(weight_exp))
     params = {"shape": (int(shape[0]), int(shape[1])),
               "rows": inverse(perm_out)[rows].astype(np.int64),
               "cols": inverse(perm_in)[cols].astype(np.int64),
-              "values": np.asarray(values, dtype=np.int64), "weight_exp": int(weight_exp),
+              "values": values, "weight_exp": exp,
               "num_weight_bits": 8, "sign_mode": mode, "num_message_bits": message_bits(graded)}
     if delay:
         return ProcSpec(name, "DelaySparse", node_name, {**params, "delays": delay}, inputs,

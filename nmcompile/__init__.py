@@ -60,6 +60,15 @@ def from_nir(source: Any, dt: float | None = None, reset: str | None = None,
     return _from_nir(source, dt, reset, **kwargs)
 
 
+def map(graph: Graph, chip: Any = "loihi2", **kwargs: Any) -> Graph:
+    """A quantised graph placed on `chip`'s cores (a name, a TOML file or a `Chip`): every
+    layer partitioned into core-sized pieces, the pieces placed on the mesh, the placement
+    stored with the graph (see `nmcompile.mapping.map_graph` and docs/mapping.md)."""
+    from .mapping import map_graph
+
+    return map_graph(graph, chip, **kwargs)
+
+
 def to_nir(graph: Graph, path: Any = None, **kwargs: Any) -> Any:
     """Write a float `Graph` as NIR (returns the `nir.NIRGraph`; writes `path` when given),
     keeping dt and reset modes in its metadata. Imported lazily."""
@@ -85,6 +94,7 @@ __all__ = [
     "from_torch",
     "is_quantized",
     "load",
+    "map",
     "quantize",
     "run",
     "save",

@@ -22,12 +22,16 @@ NIR file (.nir, from snnTorch, Norse, Sinabs, ...) with its time step: --dt SECO
 
 
 class _Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose epilog may be a function, called only when help is shown: the
-    backends' options come from their capabilities, and reading those imports the backends."""
+    """An ArgumentParser whose epilog and argument helps may be functions, called only when
+    help is shown: the backends' options come from their capabilities, and reading those
+    imports the backends (the chips of --chip are read from their files)."""
 
     def format_help(self) -> str:
         if callable(self.epilog):
             self.epilog = self.epilog()
+        for action in self._actions:
+            if callable(action.help):
+                action.help = action.help()
         return super().format_help()
 
 
@@ -54,6 +58,30 @@ def _options_help(verb: str) -> str:
 def _option_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="an option of the backend (listed below); repeatable")
+
+
+def _chip_help() -> str:
+    """--chip's help: the chips found now (built in, and in $NMCOMPILE_CHIPS), and the
+    verilog backend's default, from its capabilities."""
+    from .mapping.chips import available
+    from .registry import get_backend
+
+    default = get_backend("verilog").capabilities.options_of("run")["chip"].default
+    return (f"with backend verilog: the chip whose core sizes the verilog core (neurons, "
+            f"synapse words), a name ({', '.join(sorted(available()))}; default {default}, "
+            f"the core's own sizes) or a chip TOML file of your own; an alias of --option "
+            f"chip=...")
+
+
+def _map_chip_help() -> str:
+    from .mapping.chips import available
+
+    return (f"the chip to map onto: a name ({', '.join(sorted(available()))}; default "
+            f"loihi2) or a chip TOML file of your own (docs/mapping.md)")
+
+
+def _chip_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--chip", metavar="NAME|FILE", help=_chip_help)
 
 
 def _backend_options(pairs: Sequence[str], backends: Sequence[str], verb: str
@@ -173,6 +201,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
           f"{sum(r['synapses'] for r in rows):,} synapses")
     for key, value in graph.metadata.items():
         print(f"metadata {_printable(key)}: {_printable(value)}")
+    if (placed := graph.placement) is not None:
+        import numpy as np
+
+        layers = ", ".join(f"{k} on {np.unique(v).size}" for k, v in placed.cores.items())
+        print(f"placement: chip {_printable(placed.chip.get('name'))} "
+              f"({_printable(placed.strategy)}), "
+              f"{np.unique(np.concatenate(list(placed.cores.values()))).size} cores: {layers}")
     return 0
 
 
@@ -223,6 +258,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     spikes = _input_file(args.input)
     backend = args.backend or ("emulator" if is_quantized(graph) else "float")
     alias = [f"simulator={args.simulator}"] if args.simulator else []
+    alias += [f"chip={args.chip}"] if args.chip else []
     options = _backend_options([*alias, *args.option], [backend], "run")[backend]
     result = run(graph, spikes, backend=backend, record=args.record, **options)
     for name, out in result.outputs.items():
@@ -273,6 +309,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"nmcompile verify: error: {problem}", file=sys.stderr)
         return 2
     alias = [f"verilog.simulator={args.simulator}"] if args.simulator else []
+    alias += [f"verilog.chip={args.chip}"] if args.chip else []
     options = _backend_options([*alias, *args.option], backends, "run")
     report = verify(graph, spikes, backends, profile=args.profile, labels=labels,
                     backend_options=options, allow_unsafe=args.allow_unsafe,
@@ -326,6 +363,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
         graph, report = quantize(graph, args.profile, report=True)
         print(report.table())
     alias = [f"synth={args.synth}"] if args.synth else []
+    alias += [f"chip={args.chip}"] if args.chip else []
     options = _backend_options([*alias, *args.option], [args.target], "compile")[args.target]
     out = compile_graph(graph, args.output, args.target, force=args.force,
                         inputs=[args.model], **options)
@@ -369,6 +407,31 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         print(est.table())
         if args.plot:
             print(f"wrote {args.plot}")
+    return 0
+
+
+def cmd_map(args: argparse.Namespace) -> int:
+    import json
+
+    from .ir import save
+    from .mapping import map_graph, report
+    from .runtime import run
+
+    graph = _load(args)
+    spikes = _input_file(args.input) if args.input else _samples(graph, args.samples,
+                                                                  args.seed)[0]
+    mapped = map_graph(graph, args.chip, strategy=args.strategy, inputs=spikes,
+                       cores=args.cores, objective=args.objective)
+    save(mapped, args.output, force=args.force)
+    first = next(iter(spikes.values())) if isinstance(spikes, dict) else spikes
+    info = report.summary(mapped, run(mapped, spikes), steps=first.shape[0] * first.shape[1])
+    if args.plot:
+        report.plot(info, args.plot, force=args.force)
+    if args.json:
+        print(json.dumps(info, default=float))
+    else:
+        print(report.table(info))
+        print(f"wrote {args.output}" + (f" and {args.plot}" if args.plot else ""))
     return 0
 
 
@@ -442,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--simulator", choices=("icarus", "verilator"),
                    help="with --backend verilog: the Verilog simulator (default: icarus); "
                    "an alias of --option simulator=...")
+    _chip_arg(p)
     p.add_argument("--record", action="store_true", help="also save per-layer spikes")
     p.add_argument("-o", "--output", metavar="OUT.npz", help="save outputs (and spikes)")
     _force_arg(p, "an existing OUT.npz is replaced only when nmcompile run wrote it")
@@ -482,6 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--simulator", choices=("icarus", "verilator"),
                    help="the Verilog simulator of backend verilog (default: icarus); an alias "
                    "of --option verilog.simulator=...")
+    _chip_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.set_defaults(func=cmd_verify)
 
@@ -502,6 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "Yosys (ice40: and nextpnr-ice40 for the measured Fmax) and write "
                    "OUT/report.json and OUT/report.md (LUTs, FFs, block RAMs, cycles per step); "
                    "ice40,xilinx for both; an alias of --option synth=...")
+    _chip_arg(p)
     _option_arg(p)
     p.set_defaults(func=cmd_compile)
 
@@ -537,6 +603,35 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write per-layer synaptic ops and a spike raster of the first sample")
     _force_arg(p, "an existing OUT.png is replaced only when nmcompile drew it")
     p.set_defaults(func=cmd_estimate)
+
+    p = sub.add_parser("map", help="partition and place a quantised model on a chip's cores",
+                       description="Cut every layer of QMODEL into pieces that fit one core of "
+                       "the chip, place the pieces on its mesh, write the model with its "
+                       "placement, and print per-core use of every limit and the messages, "
+                       "mesh hops and per-step latency measured on the calibration samples "
+                       "(docs/mapping.md).")
+    _model_arg(p, "a quantised .nmc file")
+    p.add_argument("-o", "--output", required=True, metavar="MAPPED.nmc")
+    _force_arg(p, "an existing MAPPED.nmc (or --plot PNG) is replaced only when nmcompile "
+                  "wrote it")
+    p.add_argument("--chip", metavar="NAME|FILE", default="loihi2", help=_map_chip_help)
+    p.add_argument("--strategy", choices=("traffic", "sequential"), default="traffic",
+                   help="traffic (default): METIS over the measured spike traffic, then "
+                   "placement by hops; sequential: consecutive pieces in mesh order, as "
+                   "Lava's compiler does")
+    p.add_argument("--cores", type=_positive, metavar="N",
+                   help="use at least N cores, balancing synaptic events")
+    p.add_argument("--objective", choices=("traffic", "latency"), default="traffic",
+                   help="latency: balance the busiest core's synaptic events instead")
+    p.add_argument("--input", metavar="SPIKES.npy",
+                   help="calibration spikes (default: --samples of the model's data set)")
+    p.add_argument("--samples", type=_positive, default=8, metavar="N",
+                   help="calibration samples (default 8)")
+    p.add_argument("--seed", type=int, default=0, help="seed of random calibration inputs")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", metavar="OUT.png",
+                   help="draw the mesh: per-core load and per-link packets as a heat map")
+    p.set_defaults(func=cmd_map)
     return parser
 
 

@@ -86,3 +86,119 @@ def test_bad_energy_and_unknown_chip(tmp_path):
         read_chip(path)
     with pytest.raises(NmcompileError, match=r"unknown chip 'nochip'.*loihi1"):
         load_chip("nochip")
+
+
+# --------------------------------------------------------------------------------------------
+# the verilog backend's core sized by a chip (chip=, --chip)
+# --------------------------------------------------------------------------------------------
+
+
+def _tiny_chip(folder: Path, neurons: int = 16) -> Path:
+    """A user chip file, no code: the fpga-mesh chip with `neurons` neurons per core."""
+    text = (Path(__file__).parents[1] / "nmcompile/mapping/chips/fpga-mesh.toml").read_text()
+    text = text.replace('name = "fpga-mesh"', 'name = "tiny"')
+    (folder / "tiny.toml").write_text(text.replace("value = 65536, source",
+                                                   f"value = {neurons}, source", 1))
+    return folder / "tiny.toml"
+
+
+def _twenty_neurons():
+    """x (4) -> fc -> a 20-neuron LIF layer 'wide' -> out, quantised for loihi2; and spikes
+    that make it fire."""
+    import numpy as np
+
+    from nmcompile.ir import Graph, Input, Output
+    from nmcompile.ir.quantized import QLIF, QDense
+
+    rng = np.random.default_rng(3)
+    g = Graph(metadata={"quantization": {"profile": "loihi2"}})
+    g.add_node("x", Input((4,)))
+    g.add_node("fc", QDense(rng.integers(-40, 120, (20, 4))))
+    g.add_node("wide", QLIF(vth=100, du=1000, dv=400))
+    g.add_node("out", Output())
+    for a, b in (("x", "fc"), ("fc", "wide"), ("wide", "out")):
+        g.add_edge(a, b)
+    return g, (rng.random((12, 2, 4)) < 0.5).astype(np.uint8)
+
+
+def test_verilog_refuses_a_layer_over_a_user_chips_core(tmp_path):
+    import nmcompile
+    from nmcompile.errors import LimitError
+
+    g, x = _twenty_neurons()
+    with pytest.raises(LimitError, match=r"layer 'wide' brings the core to 20 neurons, over "
+                       r"the 16 per core of chip 'tiny'.*chip=.*--chip"):
+        nmcompile.run(g, x, backend="verilog", chip=_tiny_chip(tmp_path))
+    with pytest.raises(LimitError, match=r"layer 'wide'.*chip 'tiny'"):
+        nmcompile.compile(g, tmp_path / "out", "verilog", chip=load_chip(tmp_path / "tiny.toml"))
+
+
+def test_verilog_on_the_default_chip_equals_the_emulator():
+    import numpy as np
+
+    import nmcompile
+
+    g, x = _twenty_neurons()
+    ref = nmcompile.run(g, x, record=True)
+    got = nmcompile.run(g, x, backend="verilog", record=True)
+    assert got.backend == "verilog" and got.counters["cycles"]["total"] > 0
+    assert ref.spikes["wide"].sum() > 0
+    assert np.array_equal(ref.spikes["wide"], got.spikes["wide"])
+    assert np.array_equal(ref.output(), got.output())
+
+
+def test_verilog_refuses_core_naming_chip(tmp_path):
+    import nmcompile
+    from nmcompile.cli import _backend_options
+
+    g, x = _twenty_neurons()
+    with pytest.raises(NmcompileError, match=r"core='fpga16' was replaced by chip=.*--chip"):
+        nmcompile.run(g, x, backend="verilog", core="fpga16")
+    with pytest.raises(NmcompileError, match=r"core='fpga16' was replaced by chip="):
+        nmcompile.compile(g, tmp_path / "out", "verilog", core="fpga16")
+    with pytest.raises(NmcompileError, match=r"core='fpga16' was replaced by chip="):
+        _backend_options(["core=fpga16"], ["verilog"], "run")
+
+
+def test_verilog_refuses_a_chip_the_rtl_or_the_profile_cannot_be(tmp_path):
+    import nmcompile
+    from nmcompile.errors import LimitError
+
+    g, x = _twenty_neurons()
+    # Loihi's 8-bit synapse words hold no 9-bit signed loihi2 mantissa in this core
+    with pytest.raises(LimitError, match=r"chip 'loihi1'.*8-bit synapse words.*profile "
+                       r"'loihi2'.*9-bit"):
+        nmcompile.run(g, x, backend="verilog", chip="loihi1")
+    with pytest.raises(LimitError, match=r"chip 'tiny'.*2,097,152 neurons.*RTL holds at most "
+                       r"1,048,576"):
+        nmcompile.run(g, x, backend="verilog", chip=_tiny_chip(tmp_path, 1 << 21))
+
+
+def test_cli_chip_reaches_the_verilog_backend(tmp_path, capsys):
+    import re
+
+    import numpy as np
+
+    import nmcompile
+    from nmcompile.cli import build_parser, main
+
+    g, x = _twenty_neurons()
+    nmcompile.save(g, tmp_path / "g.nmc")
+    np.save(tmp_path / "x.npy", x)
+    chip = str(_tiny_chip(tmp_path))
+    model = [str(tmp_path / "g.nmc")]
+    for argv in (["run", *model, "--input", str(tmp_path / "x.npy"), "--backend", "verilog",
+                  "--chip", chip],
+                 ["verify", *model, "--input", str(tmp_path / "x.npy"), "--backends",
+                  "emulator,verilog", "--chip", chip],
+                 ["compile", *model, "--target", "verilog", "-o", str(tmp_path / "o"),
+                  "--chip", chip]):
+        assert main(argv) == 1, argv
+        assert "layer 'wide' brings the core to 20 neurons" in capsys.readouterr().err, argv
+    assert main(["run", *model, "--input", str(tmp_path / "x.npy"), "--backend", "verilog",
+                 "--option", "core=fpga16"]) == 1
+    assert "replaced by chip=" in capsys.readouterr().err
+    verbs = build_parser()._subparsers._group_actions[0].choices
+    for verb in ("run", "verify", "compile"):  # --chip's help lists the chips (wrapped text)
+        text = re.sub(r"-\s+", "-", " ".join(verbs[verb].format_help().split()))
+        assert "--chip NAME|FILE with backend verilog" in text and "fpga-mesh, loihi1" in text

@@ -88,8 +88,9 @@ def test_an_option_a_backend_does_not_take_fails_before_any_work() -> None:
                        r"'simulator'; its options: none"):
         nmcompile.run(g, np.ones((3, 1, 2)), backend="emulator", simulator="icarus")
     with pytest.raises(NmcompileError, match=r"verilog backend's compile has no option "
-                       r"'core'; its options: simulator, synth, pnr, input_max, timeout_s"):
-        nmcompile.compile(g, "unused", "verilog", core="fpga16")
+                       r"'nosuch'; its options: simulator, synth, pnr, input_max, timeout_s, "
+                       r"chip"):
+        nmcompile.compile(g, "unused", "verilog", nosuch=1)
 
 
 def test_the_registry_takes_only_what_follows_the_contract() -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -193,21 +194,37 @@ def chain(layers: list[tuple[str, object]], n_in: int) -> Graph:
     return g
 
 
-def test_too_many_neurons_names_the_layer_that_overflows() -> None:
+def small_chip(folder: Path) -> Path:
+    """A user chip file in `folder`: the fpga-mesh chip with Loihi 2-sized cores (8,192
+    neurons, 65,536 synapse words of 17 bits), the sizes the loihi2 profile once gave the
+    core; the default chip is 8 and 64 times larger."""
+    text = (Path(hdl.__file__).parents[2] / "nmcompile/mapping/chips/fpga-mesh.toml").read_text()
+    for old, new in (('name = "fpga-mesh"', 'name = "small"'), ("value = 65536, source",
+                     "value = 8192, source"), ("value = 71303168", f"value = {17 << 16}")):
+        assert old in text
+        text = text.replace(old, new, 1)
+    (folder / "small.toml").write_text(text)
+    return folder / "small.toml"
+
+
+def test_too_many_neurons_names_the_layer_that_overflows(tmp_path) -> None:
     g = chain([("fa", QDense(np.ones((5000, 4), int))), ("big_a", QLIF(vth=10)),
                ("fb", QSparse([0], [0], [1], (5000, 5000))), ("big_b", QLIF(vth=10))], 4)
-    with pytest.raises(LimitError, match=r"'big_b'.*10,000 neurons.*8,192"):
-        hdl.run(g, np.zeros((2, 1, 4), np.int64))
+    with pytest.raises(LimitError, match=r"'big_b'.*10,000 neurons.*8,192 per core of chip "
+                       r"'small'.*--chip"):
+        hdl.run(g, np.zeros((2, 1, 4), np.int64), chip=small_chip(tmp_path))
 
 
-def test_too_many_synapses_names_the_projection() -> None:
+def test_too_many_synapses_names_the_projection(tmp_path) -> None:
     g = chain([("small", QDense(np.ones((300, 100), int))), ("h", QLIF(vth=10)),
                ("huge", QDense(np.ones((300, 300), int))), ("o", QLIF(vth=10))], 100)
-    with pytest.raises(LimitError, match=r"'huge'.*120,000 stored synapses.*65,536"):
-        hdl.run(g, np.zeros((2, 1, 100), np.int64))
+    with pytest.raises(LimitError, match=r"'huge'.*120,000 stored synapses.*65,536 per core "
+                       r"of chip 'small'"):
+        hdl.run(g, np.zeros((2, 1, 100), np.int64), chip=small_chip(tmp_path))
 
 
-def test_a_huge_convolution_is_refused_before_its_synapses_are_built(monkeypatch) -> None:
+def test_a_huge_convolution_is_refused_before_its_synapses_are_built(monkeypatch,
+                                                                     tmp_path) -> None:
     from backends.hdl import program
 
     def unrolled(*args):
@@ -222,7 +239,7 @@ def test_a_huge_convolution_is_refused_before_its_synapses_are_built(monkeypatch
     for a, b in (("x", "conv_big"), ("conv_big", "c"), ("c", "out")):
         g.add_edge(a, b)
     with pytest.raises(LimitError, match=r"'conv_big'.*1,327,104 stored synapses"):
-        build_program(g)
+        build_program(g, chip=small_chip(tmp_path))
 
 
 def test_a_weight_beyond_the_profile_names_the_projection() -> None:
@@ -291,11 +308,12 @@ def test_compiled_project_with_awkward_names_simulates_and_its_header_compiles(t
     assert (out / "tb" / "expected.txt").read_text().count("\nE ") > 0
 
 
-def test_a_failed_compile_leaves_nothing(tmp_path) -> None:
+def test_a_failed_compile_leaves_nothing(tmp_path, tmp_path_factory) -> None:
     g = chain([("fc", QDense(np.ones((300, 300), int))), ("h", QLIF(vth=10)),
                ("fc2", QDense(np.ones((300, 300), int))), ("h2", QLIF(vth=10))], 300)
     with pytest.raises(LimitError):
-        nmcompile.compile(g, tmp_path / "proj", "verilog")
+        nmcompile.compile(g, tmp_path / "proj", "verilog",
+                          chip=small_chip(tmp_path_factory.mktemp("chips")))
     assert list(tmp_path.iterdir()) == []
 
 

@@ -98,7 +98,7 @@ def test_a_graph_round_trips_with_every_dtype_and_storage(tmp_path) -> None:
         doc = json.loads(z.read("graph.json"))
         inner = np.load(io.BytesIO(z.read("arrays.npz")))  # an ordinary .npz inside
         stored = {k: inner[k].dtype for k in inner.files}
-    assert doc["version"] == serialize.VERSION == 2
+    assert doc["version"] == serialize.VERSION == 3
     params = {n["name"]: n["params"] for n in doc["nodes"]}
     # sparse indices in the smallest unsigned dtype holding them, the node's dtype recorded;
     # rows that never decrease as one count per row

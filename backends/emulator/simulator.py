@@ -150,6 +150,14 @@ def simulate(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray], *,
         "active_neuron_updates": active,
         "unsafe_updates": {n: int(layer.unsafe.sum()) for n, layer in layers.items()},
     }
+    traffic = {}
+    if graph.placement is not None:  # messages and hops, from what every source sent
+        from nmcompile.mapping.traffic import count
+
+        sent = {n: np.count_nonzero(out[n].reshape(T * B, -1), axis=0)
+                for n in (*graph.inputs, *layers)}
+        routed, traffic = count(graph, sent)
+        counters.update(routed)
     return RunResult(outputs=outputs, backend="emulator",
                      spikes={n: out[n] for n in spiking} if record else {},
-                     states=traces, counters=counters)
+                     states=traces, counters=counters, traffic=traffic)

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -35,9 +36,10 @@ from nmcompile.errors import UnsupportedError
 from nmcompile.ir import Graph, Input, Output
 from nmcompile.ir.quantized import QALIF, QLI, QLIF, STATE_BITS, QConv2d, QDense, QSparse
 from nmcompile.ir.synapses import conv_fanout, conv_output_hw, conv_source_synapses, sparse_fanout
+from nmcompile.mapping.chips import Chip
 from nmcompile.quantization.profiles import Profile, get_profile
 
-from .limits import CoreLimits, synapse_count
+from .limits import DEFAULT_CHIP, CoreLimits, synapse_count
 
 PROJECTIONS = (QDense, QSparse, QConv2d)
 NEURONS = (QLIF, QALIF, QLI)
@@ -152,10 +154,9 @@ def addr_bits(depth: int) -> int:
     return max(1, (int(depth) - 1).bit_length())
 
 
-def graph_profile(graph: Graph, profile: str | Profile | None = None) -> Profile:
-    if profile is None:
-        profile = graph.metadata.get("quantization", {}).get("profile", "loihi2")
-    return get_profile(profile)
+def graph_profile(graph: Graph) -> Profile:
+    """The profile the graph was quantised for: its weight width and delays bound the core."""
+    return get_profile(graph.metadata.get("quantization", {}).get("profile", "loihi2"))
 
 
 # --------------------------------------------------------------------------------------------
@@ -299,21 +300,22 @@ def _neuron_params(node, shape: tuple[int, ...]) -> dict[str, np.ndarray]:
             "vstep": _per_neuron(node, "vth_step", shape), "da": _per_neuron(node, "da", shape)}
 
 
-def build_program(graph: Graph, *, input_max: int = 1, profile: str | Profile | None = None,
+def build_program(graph: Graph, *, input_max: int = 1, chip: str | Path | Chip = DEFAULT_CHIP,
                   limits: CoreLimits | None = None) -> Program:
     """Lower a quantised graph to the core's tables and memory images.
 
     `input_max`: the largest |value| an `Input` delivers (1: spikes); it sizes the event
-    values and the accumulators. Limits are checked (LimitError naming the layer) before
-    any memory image is allocated.
+    values and the accumulators. `chip`: the chip whose core sizes this one (neurons,
+    synapse words; `CoreLimits.of`), unless `limits` gives them. Limits are checked
+    (LimitError naming the layer) before any memory image is allocated.
     """
     check_structure(graph)
     shapes = graph.validate()
-    prof = graph_profile(graph, profile)
+    prof = graph_profile(graph)
     if prof.state_bits != STATE_BITS:
         raise UnsupportedError(f"profile {prof.name!r} has {prof.state_bits}-bit state; the "
                                f"verilog core implements the {STATE_BITS}-bit neuron")
-    limits = limits or CoreLimits.from_profile(prof)
+    limits = limits or CoreLimits.of(chip, prof)
     order = list(shapes)
     sizes = {name: int(np.prod(shape)) for name, shape in shapes.items()}
     limits.check_layers(graph, order, sizes)

@@ -30,9 +30,11 @@ from nmcompile.errors import NmcompileError
 from nmcompile.ir import Graph
 from nmcompile.ir.inputs import normalize_inputs
 from nmcompile.ir.names import UniqueNames
+from nmcompile.mapping.chips import Chip
 
 from . import synth as synth_mod
 from .hexfiles import params_header, write_memories
+from .limits import DEFAULT_CHIP
 from .program import Program, build_program
 from .runner import input_events, run_hdl
 from .simulate import rtl_dir, write_stimulus
@@ -233,16 +235,17 @@ def _program_json(program: Program, params: dict[str, int]) -> dict[str, Any]:
 
 def write_project(graph: Graph, out_dir: str | Path, *, synth: str | list[str] | None = None,
                   pnr: bool = True, simulator: str = "icarus", input_max: int = 1,
-                  timeout_s: float = 1200) -> Path:
+                  timeout_s: float = 1200, chip: str | Path | Chip = DEFAULT_CHIP) -> Path:
     """Write the Verilog project for `graph` into `out_dir` (an empty folder); with `synth`
     ("ice40", "xilinx" or both), also synthesise it and write report.json / report.md.
     `input_max`: the largest |value| an input event may carry (1: spikes only; larger builds
-    a core with a multiplier on the event path, sized for graded inputs)."""
+    a core with a multiplier on the event path, sized for graded inputs). `chip`: the chip
+    whose core bounds the program (`limits.CoreLimits.of`)."""
     out = Path(out_dir)
     spikes, example = _example(graph)
     x_all = spikes if isinstance(spikes, dict) else {graph.inputs[0]: spikes}
     input_max = max([input_max] + [int(np.abs(v).max(initial=0)) for v in x_all.values()])
-    program = build_program(graph, input_max=input_max)
+    program = build_program(graph, input_max=input_max, chip=chip)
     params = program.params
     summary = (f"{len(program.neuron_layers)} neuron layers, {len(program.projections)} "
                f"projections, {sum(x.n for x in program.neuron_layers)} neurons")
@@ -271,7 +274,7 @@ def write_project(graph: Graph, out_dir: str | Path, *, synth: str | list[str] |
 
     targets = [synth] if isinstance(synth, str) else list(synth or [])
     if targets:
-        run = run_hdl(graph, spikes, simulator=simulator)
+        run = run_hdl(graph, spikes, simulator=simulator, chip=chip)
         if any(not np.array_equal(v, run.result.outputs[k]) for k, v in reference.outputs.items()):
             raise NmcompileError("the simulated core differs from the emulator on the example "
                                  "input; not synthesising")

@@ -6,17 +6,19 @@ import itertools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import numpy as np
 
 from nmcompile.errors import LimitError
 from nmcompile.ir import Graph
 from nmcompile.ir.inputs import check_activity, normalize_inputs
+from nmcompile.mapping.chips import Chip
 from nmcompile.procs import Reaper
-from nmcompile.quantization.profiles import Profile
 from nmcompile.result import RunResult, assemble_outputs
 
 from .hexfiles import write_memories
+from .limits import DEFAULT_CHIP, refuse_core
 from .program import Program, build_program, fit
 from .simulate import Response, built, simulate
 
@@ -73,20 +75,19 @@ def _counter_bound(program: Program, T: int, B: int) -> int:
 def run_hdl(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray], *,
             record: bool = False, simulator: str = "icarus",
             sizes: Mapping[str, int] | None = None, timeout_s: float | None = None,
-            core: str | Profile | None = None) -> HdlRun:
+            chip: str | Path | Chip = DEFAULT_CHIP) -> HdlRun:
     """Simulate `graph` on `spikes` (T, batch, *shape) in one testbench invocation.
 
     `sizes`: build at least this large (see `program.merge_sizes`), so that several graphs
-    share one simulator build. `core`: the profile whose core capacity (neurons, synapses,
-    weight width) bounds the program, by default the graph's quantisation profile; an FPGA
-    core can be sized larger than a Loihi core (`core="fpga16"`) for the same arithmetic.
+    share one simulator build. `chip`: the chip whose core bounds the program (neurons,
+    synapse words: `limits.CoreLimits.of`); the weight width is the graph's profile's.
     """
     shapes = graph.validate()
     inputs, T, B = normalize_inputs(graph, spikes, shapes, integers=True)
     check_activity(T, B, shapes, record)
     inputs = {k: np.asarray(v).astype(np.int64) for k, v in inputs.items()}
     input_max = max([1] + [int(np.abs(v).max(initial=0)) for v in inputs.values()])
-    program = build_program(graph, input_max=input_max, profile=core)
+    program = build_program(graph, input_max=input_max, chip=chip)
     params = fit(program.params, dict(sizes) if sizes else None)
     bound = _counter_bound(program, T, B)
     if bound >= 1 << params["CNTW"]:
@@ -165,10 +166,13 @@ def _result(program: Program, params: dict[str, int], resp: Response,
 
 def run(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray], *, record: bool = False,
         simulator: str = "icarus", sizes: Mapping[str, int] | None = None,
-        timeout_s: float | None = None, core: str | Profile | None = None) -> RunResult:
-    """Run a quantised graph on the Verilog core in a simulator; see `nmcompile.run`."""
+        timeout_s: float | None = None, chip: str | Path | Chip = DEFAULT_CHIP,
+        core: None = None) -> RunResult:
+    """Run a quantised graph on the Verilog core in a simulator; see `nmcompile.run`.
+    `core` is refused: `chip` replaced it."""
+    refuse_core(core)
     return run_hdl(graph, spikes, record=record, simulator=simulator, sizes=sizes,
-                   timeout_s=timeout_s, core=core).result
+                   timeout_s=timeout_s, chip=chip).result
 
 
 __all__ = ["HdlRun", "run", "run_hdl"]

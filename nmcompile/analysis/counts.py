@@ -10,7 +10,9 @@ idle.
 
 Counts come from a backend's counters where it keeps them all (the emulator), else they are
 derived here from the recorded spikes of every layer (the float interpreter, Lava): two
-implementations that tests hold equal.
+implementations that tests hold equal. Routing counts (messages between cores, mesh hops)
+exist only for a run mapped onto cores, whose result carries them (`ROUTING`); a run without
+a mapping has none, and the energy models then leave out the terms that need them.
 """
 
 from __future__ import annotations
@@ -36,6 +38,18 @@ EXACT_COUNTERS = ("spikes", "neuron_updates", "active_neuron_updates", "synaptic
                   "synaptic_events_nonzero")
 FLOAT_BITS = 32  # a float graph's weights and states, as float32 hardware would hold them
 PROJECTIONS = (Dense, Sparse, Conv2d, QDense, QSparse, QConv2d)
+#: The synapse format a projection is stored in, by node type: chips price them differently
+#: (SANA-FE's Loihi model has dense, sparse and conv synapse units). A float matrix is dense
+#: (folded pool/flatten chains included), a float `Sparse` sparse, as their quantised forms.
+SYNAPSE_KINDS = {Dense: "dense", QDense: "dense", Sparse: "sparse", QSparse: "sparse",
+                 Conv2d: "conv", QConv2d: "conv"}
+_KIND_OF_TYPE = {cls.__name__: kind for cls, kind in SYNAPSE_KINDS.items()}  # rows hold names
+#: Routing counts -> the `RunResult.counters` entry a mapped run reports them in, each
+#: {layer: total over the run and batch}: messages sent (one per spiking neuron and
+#: destination core, inputs entering from the host included), the mesh hops they travel
+#: under XY routing, per axis, and those whose source and destination core share a tile.
+ROUTING = {"core_messages": "core_messages", "hops_east_west": "hops_east_west",
+           "hops_north_south": "hops_north_south", "within_tile_messages": "messages_within_tile"}
 
 
 @dataclass
@@ -76,10 +90,16 @@ class LayerCounts:
     def idle_updates(self) -> float:
         return self.neuron_updates - self.active_updates
 
+    @property
+    def synapse_kind(self) -> str | None:
+        """"dense", "sparse" or "conv" for a projection (`SYNAPSE_KINDS`), else None."""
+        return _KIND_OF_TYPE.get(self.type) if self.kind == "projection" else None
+
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
         out["shape"] = list(self.shape)
         out["idle_updates"] = self.idle_updates
+        out["synapse_kind"] = self.synapse_kind
         return out
 
 
@@ -91,7 +111,9 @@ TOTALS = ("synapses", "nonzero_synapses", "weights", "weight_bits", "index_bits"
 
 @dataclass
 class Counts:
-    """Per-node counts of one run (`measured`) or their expectation (`analytic`)."""
+    """Per-node counts of one run (`measured`) or their expectation (`analytic`);
+    `routing` holds the routing counts of a run mapped onto cores ({count in `ROUTING`:
+    {layer: total over the run}}), empty without a mapping."""
 
     layers: list[LayerCounts]
     steps: int
@@ -99,6 +121,7 @@ class Counts:
     measured: bool = True
     backend: str | None = None
     notes: list[str] = field(default_factory=list)
+    routing: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def layer(self, name: str) -> LayerCounts:
         for layer in self.layers:
@@ -107,23 +130,50 @@ class Counts:
         raise KeyError(name)
 
     def total(self) -> dict[str, float]:
-        """Sums over layers, over the whole run; `input_spikes` counts the inputs' events."""
+        """Sums over layers, over the whole run; `input_spikes` counts the inputs' events;
+        the routing counts the run carries (`routing`) are summed too."""
         out = {key: sum(getattr(layer, key) for layer in self.layers if layer.kind != "input")
                for key in TOTALS}
         out["input_spikes"] = sum(layer.spikes for layer in self.layers if layer.kind == "input")
+        out |= {key: sum(per_layer.values()) for key, per_layer in self.routing.items()}
         return out
 
+    def synaptic_ops_by_kind(self) -> dict[str, float]:
+        """Synaptic ops over the run by synapse format: dense, sparse and conv."""
+        out = dict.fromkeys(("dense", "sparse", "conv"), 0.0)
+        for layer in self.layers:
+            if layer.synapse_kind is not None:
+                out[layer.synapse_kind] += layer.synaptic_ops
+        return out
+
+    def activation_reads(self) -> int:
+        """Input values one ANN pass reads: each projection reads each element of each of
+        its sources once (a layer feeding two projections is read twice)."""
+        size = {layer.name: int(np.prod(layer.shape)) for layer in self.layers}
+        return sum(size[src] for layer in self.layers if layer.kind == "projection"
+                   for src in layer.sources)
+
     def per_inference(self) -> dict[str, float]:
-        """What one inference (one sample of `steps` steps) costs, for the energy models:
-        the run's totals divided by `samples`, plus `macs` (one pass of a conventional ANN of
-        the same topology: one multiply-accumulate per synapse) and `dense_synaptic_ops`
-        (every synapse evaluated on every step, as a clocked simulation does)."""
+        """What one inference (one sample of `steps` steps) costs, for the energy models
+        (`nmcompile.analysis.energy.COUNTS` defines each): the run's totals divided by
+        `samples`, the synaptic ops split by synapse format, what a conventional ANN of the
+        same topology does in one pass (`macs`, `weight_reads`, `activation_reads`),
+        `dense_synaptic_ops` (every synapse on every step, as a clocked simulation does),
+        and the routing counts, only when the run carries them (a mapped run)."""
         total = self.total()
         out = {key: total[key] / self.samples for key in (
             "synaptic_ops", "synaptic_ops_nonzero", "neuron_updates", "active_updates",
             "idle_updates", "spikes", "input_spikes")}
+        for kind, ops in self.synaptic_ops_by_kind().items():
+            out[f"synaptic_ops_{kind}"] = ops / self.samples
         out["macs"] = total["synapses"]
+        # an ANN pass reads each stored weight once and each projection's inputs once
+        out["weight_reads"] = total["weights"]
+        out["activation_reads"] = self.activation_reads()
         out["dense_synaptic_ops"] = total["synapses"] * self.steps
+        out |= {key: total[key] / self.samples for key in self.routing}
+        if {"hops_east_west", "hops_north_south"} <= set(self.routing):
+            out["tile_hops"] = out["hops_east_west"] + out["hops_north_south"]
         return out
 
 
@@ -273,10 +323,36 @@ def from_spikes(graph: Graph, values: Mapping[str, np.ndarray], steps: int, samp
     return Counts(list(rows.values()), steps, samples, True, backend)
 
 
+def routing_counts(graph: Graph, counters: Mapping[str, Mapping[str, int]]
+                   ) -> dict[str, dict[str, float]]:
+    """The routing counts (`ROUTING`) among a mapped run's `counters`, by count name. A
+    counter the run does not report stays absent, not zero: without a mapping the traffic is
+    unknown, and on a chip it is not zero. A layer the graph does not have is refused, so that
+    counters keyed by something else (cores, say) are not taken for layers."""
+    out = {}
+    for count, counter in ROUTING.items():
+        if counter not in counters:
+            continue
+        unknown = set(counters[counter]) - set(graph.nodes)
+        if unknown:
+            raise UnsupportedError(f"counter {counter!r} names {sorted(map(str, unknown))}, "
+                                   f"which are not nodes of the graph")
+        out[count] = {name: int(value) for name, value in counters[counter].items()}
+    return out
+
+
 def from_result(graph: Graph, inputs: Mapping[str, np.ndarray], result: RunResult,
                 steps: int, samples: int) -> Counts:
     """Counts of a run: the backend's own counters when it keeps all of `EXACT_COUNTERS`,
-    else derived from the recorded spikes (`result` must then come from `record=True`)."""
+    else derived from the recorded spikes (`result` must then come from `record=True`); the
+    routing counts when the result carries them (a run mapped onto cores)."""
+    counts = _from_result(graph, inputs, result, steps, samples)
+    counts.routing = routing_counts(graph, result.counters)
+    return counts
+
+
+def _from_result(graph: Graph, inputs: Mapping[str, np.ndarray], result: RunResult,
+                 steps: int, samples: int) -> Counts:
     c = result.counters
     if all(key in c for key in EXACT_COUNTERS):
         rows = static_counts(graph)

@@ -5,9 +5,12 @@ A device is a list of terms, each an energy per operation times one of the count
 
     E_device = sum over terms of count_per_inference[term.count] * term.joules   (J / inference)
 
-plus the terms it leaves out (`omitted`: routing needs a placement, static power needs a
-clock), which the report lists. Built-in devices live in `nmcompile/analysis/devices/`; a user
-adds one by writing a TOML file in a folder named by `paths=`, `--devices-dir` or the
+plus the terms it leaves out (`omitted`: static power needs a clock, say), which the report
+lists. Some counts exist only for some runs (`NEEDS`: the routing counts need a mapping onto
+cores): a term on such a count is reported as left out, with the reason, when the run lacks
+it, or priced on its `fallback` count instead when the term names one (an approximation the
+result lists under "approximated"). Built-in devices live in `nmcompile/analysis/devices/`;
+a user adds one by writing a TOML file in a folder named by `paths=`, `--devices-dir` or the
 `NMCOMPILE_DEVICES` environment variable (folders separated by the OS path separator), or by
 naming the file itself. The format:
 
@@ -19,6 +22,7 @@ naming the file itself. The format:
     count = "synaptic_ops"          # one of COUNTS
     joules = 1e-11
     source = "Someone et al., Journal 2024, Table 2"
+    fallback = "spikes"             # optional: priced on this count when `count` is absent
     [[omitted]]                     # optional
     name = "routing"
     why = "needs a placement"
@@ -44,31 +48,46 @@ KINDS = ("neuromorphic", "conventional", "ann")
 COUNTS = {
     "synaptic_ops": "(delivered spike, stored synapse) pairs",
     "synaptic_ops_nonzero": "(delivered spike, non-zero synapse) pairs",
+    "synaptic_ops_dense": "synaptic_ops of dense matrices (Dense, QDense, folded chains)",
+    "synaptic_ops_sparse": "synaptic_ops of sparse matrices (Sparse, QSparse)",
+    "synaptic_ops_conv": "synaptic_ops of convolutions (Conv2d, QConv2d)",
     "dense_synaptic_ops": "every synapse on every step (a clocked, not event-driven, machine)",
     "macs": "one multiply-accumulate per synapse: one pass of an ANN of the same topology",
+    "weight_reads": "stored weight values (a kernel once, a sparse matrix's entries), each "
+                    "read once by one ANN pass",
+    "activation_reads": "input values one ANN pass reads: the elements of every source of "
+                        "every projection",
     "neuron_updates": "every neuron on every step",
     "active_updates": "neuron updates with an event arriving or a spike",
     "idle_updates": "neuron updates with neither",
     "spikes": "spikes emitted by neuron layers",
     "input_spikes": "non-zero input values",
+    "core_messages": "messages sent, one per (spiking neuron or input, destination core); "
+                     "needs a mapping",
+    "hops_east_west": "east-west mesh hops of those messages (XY routing); needs a mapping",
+    "hops_north_south": "north-south mesh hops of those messages; needs a mapping",
+    "tile_hops": "hops_east_west + hops_north_south; needs a mapping",
+    "within_tile_messages": "messages whose source and destination core share a tile; needs "
+                            "a mapping",
 }
-#: Counts a device may name that nmcompile cannot produce yet, and why: such terms are
-#: reported as left out.
-UNAVAILABLE = {
-    "tile_hops": "needs a placement of the layers onto cores and tiles, which nmcompile does "
-                 "not make yet",
-}
+MAPPING = "needs a mapping onto cores: nmcompile map (issue 15)"
+#: Counts that only some runs have, and why a run lacks them: a term on one of them is
+#: reported as left out (or priced on its fallback) rather than priced at zero.
+NEEDS = {count: MAPPING for count in ("core_messages", "hops_east_west", "hops_north_south",
+                                      "tile_hops", "within_tile_messages")}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 
 
 @dataclass(frozen=True)
 class Term:
-    """`joules` per unit of `count`."""
+    """`joules` per unit of `count`; `fallback` names the count priced instead when a run
+    lacks `count` (an approximation), "" for none."""
 
     name: str
     count: str
     joules: float
     source: str
+    fallback: str = ""
 
 
 @dataclass(frozen=True)
@@ -85,15 +104,23 @@ class Device:
     path: str = ""
 
     def energy(self, per_inference: Mapping[str, float]) -> dict[str, Any]:
-        """{"joules": total, "terms": {term: J}, "omitted": [...]} for one inference."""
-        terms, omitted = {}, list(self.omitted)
+        """{"joules": total, "terms": {term: J}, "omitted": [...], "approximated": [...]} for
+        one inference. A term whose count `per_inference` lacks is priced on its fallback
+        (listed under "approximated") or left out (listed under "omitted"), never zero."""
+        terms, omitted, approximated = {}, list(self.omitted), []
         for term in self.terms:
-            if term.count in UNAVAILABLE:
-                omitted.append({"name": term.name, "joules": str(term.joules),
-                                "why": UNAVAILABLE[term.count], "source": term.source})
+            count = term.count if term.count in per_inference else term.fallback
+            why = NEEDS.get(term.count, f"this run has no {term.count!r} count")
+            if count not in per_inference:
+                omitted.append({"name": term.name, "joules": str(term.joules), "why": why,
+                                "source": term.source})
                 continue
-            terms[term.name] = terms.get(term.name, 0.0) + per_inference[term.count] * term.joules
-        return {"joules": sum(terms.values()), "terms": terms, "omitted": omitted}
+            if count != term.count:
+                approximated.append({"name": term.name, "count": count,
+                                     "instead_of": term.count, "why": why})
+            terms[term.name] = terms.get(term.name, 0.0) + per_inference[count] * term.joules
+        return {"joules": sum(terms.values()), "terms": terms, "omitted": omitted,
+                "approximated": approximated}
 
     def sources(self) -> dict[str, str]:
         out = {t.name: t.source for t in self.terms}
@@ -102,11 +129,28 @@ class Device:
         return out
 
 
+def approximations(devices: Iterable[Device], per_inference: Mapping[str, float]) -> list[str]:
+    """One sentence per term priced on its fallback count, for the report's assumptions."""
+    out = []
+    for device in devices:
+        for a in device.energy(per_inference)["approximated"]:
+            out.append(f"{device.name}: term {a['name']!r} priced on {a['count']} instead of "
+                       f"{a['instead_of']} ({a['why']})")
+    return out
+
+
 def _text(doc: dict, key: str, where: str, default: str | None = None) -> str:
     value = doc.get(key, default)
     if not isinstance(value, str) or not value.strip():
         raise FormatError(f"{where}: field {key!r} must be a non-empty string")
     return value.strip()
+
+
+def _count(doc: dict, key: str, where: str) -> str:
+    count = _text(doc, key, where)
+    if count not in COUNTS:
+        raise FormatError(f"{where}: unknown {key} {count!r}; known: {', '.join(COUNTS)}")
+    return count
 
 
 def parse(doc: dict[str, Any], where: str) -> Device:
@@ -125,15 +169,13 @@ def parse(doc: dict[str, Any], where: str) -> Device:
         at = f"{where}, terms[{k}]"
         if not isinstance(t, dict):
             raise FormatError(f"{at}: must be a table")
-        count = _text(t, "count", at)
-        if count not in COUNTS and count not in UNAVAILABLE:
-            raise FormatError(f"{at}: unknown count {count!r}; known: "
-                              f"{', '.join([*COUNTS, *UNAVAILABLE])}")
+        count = _count(t, "count", at)
+        fallback = _count(t, "fallback", at) if "fallback" in t else ""
         joules = t.get("joules")
         if isinstance(joules, bool) or not isinstance(joules, (int, float)) or joules < 0:
             raise FormatError(f"{at}: 'joules' must be a number >= 0 (energy per {count})")
         terms.append(Term(_text(t, "name", at), count, float(joules),
-                          _text(t, "source", at)))  # every number names its source
+                          _text(t, "source", at), fallback))  # every number names its source
     omitted = []
     for k, o in enumerate(doc.get("omitted", [])):
         at = f"{where}, omitted[{k}]"

@@ -11,8 +11,8 @@ import numpy as np
 from ..errors import NmcompileError
 from ..ir import Graph
 from ..ir.inputs import normalize_inputs
-from .counts import from_result
-from .energy import Device, baselines, load_devices
+from .counts import Counts, from_result
+from .energy import Device, approximations, baselines, load_devices
 from .rates import analytic
 from .report import Estimate
 
@@ -45,6 +45,13 @@ def _steps(graph: Graph, spikes: Spikes | None, steps: int | None) -> int:
                          "metadata names no encoding")
 
 
+def _noted(counts: Counts, devices: Sequence[Device]) -> Counts:
+    """`counts` with a note for every term a device prices on its fallback count (the Loihi
+    within-tile spike without a mapping), so that the report says so."""
+    counts.notes.extend(approximations(devices, counts.per_inference()))
+    return counts
+
+
 def estimate(graph: Graph, spikes: Spikes | None = None,
              device: str | Sequence[str | Path | Device] = "loihi", *,
              backend: str | None = None, rates: float | Mapping[str, float] | None = None,
@@ -68,7 +75,7 @@ def estimate(graph: Graph, spikes: Spikes | None = None,
     name = model or str(graph.metadata.get("name", "model"))
     if rates is not None:
         counts = analytic(g, _steps(g, spikes, steps), rates, samples)
-        return Estimate(name, counts, devices, base)
+        return Estimate(name, _noted(counts, [*devices, *base]), devices, base)
     if spikes is None:
         raise NmcompileError("estimate needs input spikes, or firing rates (rates=...) for an "
                              "analytic estimate")
@@ -76,7 +83,7 @@ def estimate(graph: Graph, spikes: Spikes | None = None,
     inputs, T, B = normalize_inputs(g, spikes, g.validate(), integers=quantized)
     backend = backend or ("emulator" if quantized else "float")
     result = run(g, inputs, backend=backend, record=backend != "emulator")
-    counts = from_result(g, inputs, result, T, B)
+    counts = _noted(from_result(g, inputs, result, T, B), [*devices, *base])
     est = Estimate(name, counts, devices, base,
                    dropped=dict(g.metadata.get("quantization", {}).get("dropped_synapses", {})))
     if raster:

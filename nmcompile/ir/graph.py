@@ -24,6 +24,7 @@ import numpy as np
 
 from ..errors import GraphError, LimitError, ShapeError
 from .node import Node, Shape, values_equal
+from .placement import Placement
 from .ports import Input, Output
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,127}")  # used with fullmatch: no "a\n"
@@ -71,6 +72,8 @@ class Graph:
         self.nx = nx.DiGraph()
         self.dt = check_dt(dt)
         self.metadata: dict[str, Any] = dict(metadata or {})
+        #: where each neuron runs once `nmcompile.map` placed the graph on a chip's cores
+        self.placement: Placement | None = None
 
     # -- building -----------------------------------------------------------------------
     def add_node(self, name: str, node: Node) -> str:
@@ -200,7 +203,8 @@ class Graph:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Graph):
             return NotImplemented
-        if self.dt != other.dt or self.metadata != other.metadata:
+        if self.dt != other.dt or self.metadata != other.metadata \
+                or self.placement != other.placement:
             return False
         if set(self.nx.nodes) != set(other.nx.nodes):
             return False

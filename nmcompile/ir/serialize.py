@@ -7,7 +7,9 @@ array's own dtype (integer arrays of quantised nodes and sparse indices in the s
 dtype that holds their values, the node's dtype recorded beside them). `save` streams every
 array's bytes to its member in chunks, with no copy of the array or of the archive; `load`
 opens `arrays.npz` in place and reads each member in chunks into its final array. Format 1
-(`arrays.npz` deflated as one member) still loads.
+(`arrays.npz` deflated as one member) still loads. Format 3 adds an optional `placement`
+(where `nmcompile.map` put each neuron: the chip's document, the strategy, one core index per
+neuron of each layer as an array); files of formats 1 and 2 load as unplaced graphs.
 
 Sizes are checked from the zip's directory before anything is decompressed, so a hostile file
 cannot make `load` allocate more than `max_bytes`.
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import zipfile
 from pathlib import Path
@@ -29,12 +32,13 @@ from ..errors import FormatError, GraphError, LimitError
 from . import npy
 from .graph import Graph
 from .node import NODE_TYPES, Owned
+from .placement import Placement
 from .projections import Sparse
 from .quantized import QSparse
 from .synapses import nondecreasing
 
 FORMAT = "nmcompile-graph"
-VERSION = 2
+VERSION = 3
 MAX_JSON = 64 << 20  # graph.json holds structure only; the arrays are in arrays.npz
 ARRAYS = "arrays.npz"
 
@@ -201,6 +205,11 @@ def _document(graph: Graph) -> tuple[dict[str, Any], dict[str, np.ndarray], Stor
         "nodes": nodes,
         "edges": [{"src": u, "dst": v, "delay": d} for u, v, d in graph.edges()],
     }
+    if graph.placement is not None:  # format 3
+        p = graph.placement
+        doc["placement"] = {"chip": p.chip, "strategy": p.strategy, "cores": {
+            layer: _encode(cores, arrays, f"placement of {layer!r}", stored)
+            for layer, cores in p.cores.items()}}
     return doc, arrays, stored
 
 
@@ -251,11 +260,36 @@ def from_dict(doc: dict[str, Any], arrays: dict[str, np.ndarray]) -> Graph:
             graph.add_node(name, node)
         for edge in doc["edges"]:
             graph.add_edge(edge["src"], edge["dst"], edge["delay"])
+        if (placed := doc.get("placement")) is not None:
+            graph.placement = _placement(placed, arrays, graph)
     except (KeyError, TypeError, AttributeError, ValueError, OverflowError,
             RecursionError) as exc:  # a value of the wrong type somewhere in the document
         raise FormatError(f"graph.json is malformed: {type(exc).__name__}: "
                           f"{str(exc)[:200]}") from None
     return graph
+
+
+def _placement(doc: Any, arrays: dict[str, np.ndarray], graph: Graph) -> Placement:
+    """A stored placement, each layer's cores checked against the layer's size."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("chip"), dict) \
+            or not isinstance(doc.get("strategy"), str) or not isinstance(doc.get("cores"), dict):
+        raise FormatError("graph.json: malformed placement")
+    shapes = graph.shapes()
+    cores = {}
+    for layer, value in doc["cores"].items():
+        if layer not in shapes:
+            raise FormatError(f"graph.json: the placement names layer {layer!r}, not in the graph")
+        where = f"placement of {layer!r}"
+        arr = _decode(value, arrays, where)
+        if (dtype := _declared_dtype(value, arr, where)) is not None:
+            arr = arr.astype(dtype)
+        if not isinstance(arr, np.ndarray) or arr.size != math.prod(shapes[layer]):
+            raise FormatError(f"graph.json: {where} does not hold one core per neuron")
+        cores[layer] = arr
+    try:
+        return Placement(doc["chip"], doc["strategy"], cores)
+    except GraphError as exc:
+        raise FormatError(f"graph.json: {exc}") from None
 
 
 def save(graph: Graph, path: str | os.PathLike, *, force: bool = False) -> Path:

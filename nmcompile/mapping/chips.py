@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import catalog
@@ -62,6 +62,7 @@ class Chip:
     derived: frozenset[str]           # the keys whose value is derived, not published
     notes: str = ""
     path: str = ""
+    doc: dict = field(default_factory=dict, compare=False, repr=False)  # the TOML, parsed
 
     @property
     def cores(self) -> int:
@@ -163,7 +164,7 @@ def parse(doc: dict, where: str) -> Chip:
                 (tiles[0], tiles[1]), get(mesh, "mesh", "cores_per_tile", int),
                 get(mesh, "mesh", "chips_per_board", int), (host[0], host[1]), side, links,
                 synaptic_op, sources, frozenset(derived), str(doc.get("notes", "")).strip(),
-                where)
+                where, doc)
 
 
 def read_chip(path: str | Path) -> Chip:

@@ -9,7 +9,9 @@ from ..errors import NmcompileError
 
 @dataclass(frozen=True)
 class Profile:
-    """Widths and ranges of one fixed-point target.
+    """Widths and ranges of one fixed-point target: its arithmetic only. What a core holds
+    (neurons, synapse memory) is the chip's (`nmcompile/mapping/chips/*.toml`), not the
+    profile's: one arithmetic runs on cores of many sizes.
 
     Neuron arithmetic is Loihi's (docs/fixed_point.md): 24-bit u and v, 12-bit decays,
     17-bit vth, 13-bit bias mantissa with a 3-bit exponent; these fields say so, and a
@@ -28,8 +30,6 @@ class Profile:
     headroom: float = 0.5
     #: Below this density a matrix projection becomes QSparse.
     sparse_below: float = 0.2
-    neurons_per_core: int = 8192
-    synapses_per_core: int = 1 << 16
     #: Loihi's mixed-sign synapses store a `weight_bits` mantissa m and apply 2m (Lava's
     #: `truncate_weights` drops the 9-bit weight's lowest bit): the quantiser emits m and
     #: moves the factor into `weight_exp`, so a mixed matrix's exponents span
@@ -58,13 +58,11 @@ class Profile:
 
 PROFILES: dict[str, Profile] = {
     # Loihi 2 through Lava 0.10: Dense/Sparse weights 8-bit (sign mode per matrix), weight_exp
-    # a small shift. Core sizes: 8192 neurons, synaptic memory of order 2^16 synapses (Davies
-    # et al., IEEE Micro 2018, for Loihi 1; Loihi 2 is larger). Placement is not done yet.
+    # a small shift. Its core sizes are the loihi2 chip's (nmcompile/mapping/chips/loihi2.toml).
     "loihi2": Profile("loihi2"),
-    # A wider FPGA variant: 16-bit weights; the same neuron core.
+    # A wider FPGA variant: 16-bit weights; the same neuron arithmetic.
     "fpga16": Profile("fpga16", weight_bits=16, weight_exp_range=(-16, 15),
-                      drop_low_bit_if_mixed=False, neurons_per_core=1 << 16,
-                      synapses_per_core=1 << 22),
+                      drop_low_bit_if_mixed=False),
 }
 
 

@@ -421,7 +421,8 @@ def cmd_map(args: argparse.Namespace) -> int:
     spikes = _input_file(args.input) if args.input else _samples(graph, args.samples,
                                                                   args.seed)[0]
     mapped = map_graph(graph, args.chip, strategy=args.strategy, inputs=spikes,
-                       cores=args.cores, objective=args.objective)
+                       cores=args.cores, objective=args.objective,
+                       host_layers=args.host_layer)
     save(mapped, args.output, force=args.force)
     first = next(iter(spikes.values())) if isinstance(spikes, dict) else spikes
     info = report.summary(mapped, run(mapped, spikes), steps=first.shape[0] * first.shape[1])
@@ -623,6 +624,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="use at least N cores, balancing synaptic events")
     p.add_argument("--objective", choices=("traffic", "latency"), default="traffic",
                    help="latency: balance the busiest core's synaptic events instead")
+    p.add_argument("--host-layer", action="append", default=[], metavar="LAYER",
+                   help="read LAYER out on the host instead of placing it (a readout whose "
+                   "fan-in no core holds); repeatable")
     p.add_argument("--input", metavar="SPIKES.npy",
                    help="calibration spikes (default: --samples of the model's data set)")
     p.add_argument("--samples", type=_positive, default=8, metavar="N",

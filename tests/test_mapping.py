@@ -322,3 +322,18 @@ def test_a_bad_placement_in_a_file_is_refused(tmp_path) -> None:
             z.writestr("arrays.npz", arrays)
         with pytest.raises(FormatError, match=message):
             nmcompile.load(out)
+
+
+def test_a_readout_on_the_host(tmp_path) -> None:
+    chip = chip_file(tmp_path)
+    with pytest.raises(nmcompile.GraphError, match="host layer 'A' feeds layer 'B'"):
+        nmcompile.map(hand_graph(), chip, host_layers=["A"])
+    m = nmcompile.map(hand_graph(), chip, strategy="sequential", host_layers=["B"])
+    assert set(m.placement.cores) == {"A"}
+    x = np.array([[1, 0], [1, 1], [0, 0]]).reshape(3, 1, 2)
+    r = nmcompile.run(m, x)
+    # A's 16 spikes each go to the host once: core 0 is 1 hop from the port, core 1 two
+    assert r.counters["core_messages"]["A"] == 16
+    assert r.counters["hops_east_west"]["A"] == 8 * 1 + 8 * 2
+    assert r.traffic["link_packets"]["0,0->host"] == 16
+    assert r.traffic["link_packets"]["1,0->0,0"] == 8

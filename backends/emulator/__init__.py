@@ -24,7 +24,10 @@ capabilities = Capabilities(
     nodes=(Input, Output, QDense, QSparse, QConv2d, QLIF, QALIF, QLI),
     counters=(*BASE_COUNTERS, "synaptic_events_nonzero", "active_neuron_updates",
               "unsafe_updates"),
+    mapped=True,  # a placed graph's run counts its messages and hops (nmcompile.mapping)
     tools=("numba",),
+    notes=("a graph placed by nmcompile.map adds the counters core_messages, "
+           "hops_east_west, hops_north_south, messages_within_tile and RunResult.traffic",),
 )
 
 

@@ -87,8 +87,11 @@ class CoreLoads:
                 "input_axons": chip.input_axons, "output_axons": chip.output_axons}[key]
 
 
-def core_loads(graph: Graph, chip: Chip, cores: dict[str, np.ndarray], n_cores: int
-               ) -> CoreLoads:
+Pairs = dict[Link, tuple[np.ndarray, np.ndarray]]  # a sparse link's `reach.sparse_pairs`
+
+
+def core_loads(graph: Graph, chip: Chip, cores: dict[str, np.ndarray], n_cores: int,
+               pairs: Pairs | None = None) -> CoreLoads:
     shapes = graph.shapes()
     n = n_cores
     loads = CoreLoads(*(np.zeros(n, np.int64) for _ in LIMITS))
@@ -97,6 +100,8 @@ def core_loads(graph: Graph, chip: Chip, cores: dict[str, np.ndarray], n_cores: 
         loads.synapse_bits += np.bincount(where, neuron_bits(graph, chip, layer, shapes),
                                           minlength=n).astype(np.int64)
     for link in links(graph):
+        if link.target not in cores:  # read out by the host
+            continue
         proj = graph[link.proj] if link.proj else None
         tgt = cores[link.target]
         if isinstance(proj, QConv2d) and chip.conv_stored == "kernel":
@@ -107,16 +112,17 @@ def core_loads(graph: Graph, chip: Chip, cores: dict[str, np.ndarray], n_cores: 
         gs = cores[link.source] if src_placed else np.zeros(math.prod(shapes[link.source]),
                                                               np.int64)
         m = reach(proj, shapes[link.source], shapes[link.target], gs, tgt,
-                  np.ones(gs.size), n if src_placed else 1, n)
+                  np.ones(gs.size), n if src_placed else 1, n, (pairs or {}).get(link))
         loads.input_axons += np.rint(np.asarray(m.sum(axis=0)).reshape(-1)).astype(np.int64)
         if src_placed:
             loads.output_axons += np.rint(np.asarray(m.sum(axis=1)).reshape(-1)).astype(np.int64)
     return loads
 
 
-def check(graph: Graph, chip: Chip, cores: dict[str, np.ndarray], n_cores: int) -> CoreLoads:
+def check(graph: Graph, chip: Chip, cores: dict[str, np.ndarray], n_cores: int,
+          pairs: Pairs | None = None) -> CoreLoads:
     """The loads, or a LimitError naming the first core over a limit and its layers."""
-    loads = core_loads(graph, chip, cores, n_cores)
+    loads = core_loads(graph, chip, cores, n_cores, pairs)
     for key in LIMITS:
         values = getattr(loads, key)
         over = np.flatnonzero(values > loads.limit(chip, key))
@@ -129,11 +135,11 @@ def check(graph: Graph, chip: Chip, cores: dict[str, np.ndarray], n_cores: int) 
     return loads
 
 
-def refuse_unfit(graph: Graph, chip: Chip) -> None:
+def refuse_unfit(graph: Graph, chip: Chip, host: frozenset[str] = frozenset()) -> None:
     """A LimitError naming the first layer one of whose neurons cannot fit any core."""
     shapes = graph.shapes()
     for name in graph.schedule():
-        if not isinstance(graph[name], Neuron):
+        if not isinstance(graph[name], Neuron) or name in host:
             continue
         bits = neuron_bits(graph, chip, name, shapes)
         conv = sum(kernel_bits(graph[ln.proj], chip) for ln in links(graph)
@@ -151,4 +157,6 @@ def refuse_unfit(graph: Graph, chip: Chip) -> None:
         if np.max(fan, initial=0) > chip.input_axons:
             raise LimitError(f"a neuron of layer {name!r} has a fan-in of "
                              f"{int(np.max(fan)):,} source neurons, more than one core of chip "
-                             f"{chip.name!r} has input axons ({chip.input_axons:,})")
+                             f"{chip.name!r} has input axons ({chip.input_axons:,}); read it "
+                             f"out on the host (host_layers=[{name!r}], --host-layer {name}) "
+                             f"or give it fewer inputs")

@@ -63,7 +63,8 @@ def same_tile(chip: Chip, src: np.ndarray, dst: np.ndarray) -> np.ndarray:
 
 
 def route(chip: Chip, src: int, dst: int) -> list[Link]:
-    """The links an XY-routed message crosses from core `src` (or HOST) to core `dst`."""
+    """The links an XY-routed message crosses from core `src` (or HOST) to core `dst` (or
+    HOST: to the host tile, then out of the host port, (x, y, -1, -1))."""
     links: list[Link] = []
     if src == HOST:
         x, y = host_tile(chip)
@@ -71,8 +72,11 @@ def route(chip: Chip, src: int, dst: int) -> list[Link]:
     else:
         tx, ty = tiles_of(chip, np.array([src]))
         x, y = int(tx[0]), int(ty[0])
-    tx, ty = tiles_of(chip, np.array([dst]))
-    gx, gy = int(tx[0]), int(ty[0])
+    if dst == HOST:
+        gx, gy = host_tile(chip)
+    else:
+        tx, ty = tiles_of(chip, np.array([dst]))
+        gx, gy = int(tx[0]), int(ty[0])
     while x != gx:
         step = 1 if gx > x else -1
         links.append((x, y, x + step, y))
@@ -81,4 +85,6 @@ def route(chip: Chip, src: int, dst: int) -> list[Link]:
         step = 1 if gy > y else -1
         links.append((x, y, x, y + step))
         y += step
+    if dst == HOST:
+        links.append((x, y, -1, -1))
     return links

@@ -21,6 +21,7 @@ the most synaptic events until there are at least N.
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import numpy as np
@@ -29,39 +30,50 @@ import scipy.sparse as sp
 from ..errors import LimitError
 from ..ir import Graph
 from ..ir.neurons import Neuron
-from ..ir.quantized import QConv2d, QDense
+from ..ir.quantized import QConv2d, QDense, QSparse
+from ..ir.synapses import axis_reads
 from . import mesh
 from .chips import Chip
-from .loads import LIMITS, core_loads, kernel_bits, links, neuron_bits
-from .reach import fanin, reach
+from .loads import LIMITS, Pairs, core_loads, kernel_bits, links, neuron_bits
+from .reach import fanin, reach, sparse_pairs
 
 UNIT = 64  # neurons per unit of a flat layer, at most an eighth of a core
 
 
-def unit_starts(shape: tuple[int, ...], bits: np.ndarray, chip: Chip, cores: int | None = None
-                ) -> np.ndarray:
+def unit_starts(shape: tuple[int, ...], bits: np.ndarray, chip: Chip, cores: int | None = None,
+                fan_in: float = 0.0) -> np.ndarray:
     """Start indices of a layer's units (whole rows of a (C, H, W) layer): one unit for a
     layer that fits a core, unless at least `cores` cores are asked for (then units small
-    enough to give each of them several)."""
+    enough to give each of them several). A unit holds at most a quarter of what one core's
+    input axons take at the layer's mean fan-in (`fan_in` source neurons per neuron), so
+    that a part can take the shape that shares its sources best."""
     n = math.prod(shape)
     if not cores and n <= chip.neurons and int(bits.sum()) <= chip.synapse_memory_bits:
         return np.zeros(1, np.int64)  # a layer that fits one core stays whole: its targets
         # share their sources, which a graph cut cannot see (one message per core, not unit)
     unit = max(1, min(UNIT, chip.neurons // 8,  # a core holds several: room to choose
-                      math.ceil(n / (4 * cores)) if cores else UNIT))
-    step = shape[-1] * max(1, unit // shape[-1]) if len(shape) == 3 else unit
+                      math.ceil(n / (4 * cores)) if cores else UNIT,
+                      int(4 * chip.input_axons / fan_in) if fan_in else UNIT))
     per = max(1, int(bits.max(initial=0)))
-    step = max(1, min(step, chip.neurons, chip.synapse_memory_bits // per))
+    step = max(1, min(unit, chip.neurons, chip.synapse_memory_bits // per))
     if len(shape) == 3 and step >= shape[-1]:
         step -= step % shape[-1]  # whole rows, never across a channel (H * W is a multiple)
     return np.arange(0, n, step)
 
 
-def _units(graph: Graph, chip: Chip, cores: int | None) -> dict[str, np.ndarray]:
+def _units(graph: Graph, chip: Chip, cores: int | None, host: frozenset[str]
+           ) -> dict[str, np.ndarray]:
+    """Per placed neuron layer (not those the host reads out), its units' starts."""
     shapes = graph.shapes()
-    return {name: unit_starts(shapes[name], neuron_bits(graph, chip, name, shapes), chip,
-                              cores)
-            for name in graph.schedule() if isinstance(graph[name], Neuron)}
+    out = {}
+    for name in graph.schedule():
+        if isinstance(graph[name], Neuron) and name not in host:
+            fan = sum(float(fanin(graph[ln.proj] if ln.proj else None, shapes[ln.source],
+                                  shapes[name]).mean())
+                      for ln in links(graph) if ln.target == name)
+            out[name] = unit_starts(shapes[name], neuron_bits(graph, chip, name, shapes), chip,
+                                    cores, fan)
+    return out
 
 
 def _expand(starts: np.ndarray, n: int, values: np.ndarray) -> np.ndarray:
@@ -69,9 +81,22 @@ def _expand(starts: np.ndarray, n: int, values: np.ndarray) -> np.ndarray:
     return np.repeat(values, np.diff(np.append(starts, n)))
 
 
-def _fits(graph: Graph, chip: Chip, cores: dict[str, np.ndarray], n: int) -> np.ndarray:
+def pairs_of(graph: Graph, units: dict[str, np.ndarray]) -> Pairs:
+    """Each sparse link's distinct (source, target unit) pairs (`reach.sparse_pairs`)."""
+    sizes = {k: math.prod(s) for k, s in graph.shapes().items()}
+    out = {}
+    for link in links(graph):
+        if link.proj and isinstance(graph[link.proj], QSparse) and link.target in units:
+            starts = units[link.target]
+            unit_of = _expand(starts, sizes[link.target], np.arange(starts.size))
+            out[link] = sparse_pairs(graph[link.proj], unit_of, starts)
+    return out
+
+
+def _fits(graph: Graph, chip: Chip, cores: dict[str, np.ndarray], n: int,
+          pairs: Pairs | None = None) -> np.ndarray:
     """Per core, whether it keeps every limit."""
-    loads = core_loads(graph, chip, cores, n)
+    loads = core_loads(graph, chip, cores, n, pairs)
     ok = np.ones(n, bool)
     for key in LIMITS:
         ok &= getattr(loads, key) <= loads.limit(chip, key)
@@ -79,23 +104,41 @@ def _fits(graph: Graph, chip: Chip, cores: dict[str, np.ndarray], n: int) -> np.
 
 
 def _split_until_fit(graph: Graph, chip: Chip, units: dict[str, np.ndarray],
-                     part: dict[str, np.ndarray], n: int) -> tuple[dict[str, np.ndarray], int]:
-    """Cut over-full parts in two (their units in layer and index order) until all fit."""
-    sizes = {k: math.prod(s) for k, s in graph.shapes().items()}
-    for _ in range(64):
+                     part: dict[str, np.ndarray], n: int, pairs: Pairs):
+    """Cut over-full parts in two (their units in layer and index order) until all fit; a
+    part of one unit too large (its fan-in lists past the input axons, say) cuts the unit
+    itself, down to one neuron. Returns (units, part, n,
+    pairs), the pairs of re-cut layers recomputed."""
+    shapes = graph.shapes()
+    sizes = {k: math.prod(s) for k, s in shapes.items()}
+    for _ in range(256):
         cores = {k: _expand(units[k], sizes[k], part[k]) for k in units}
-        ok = _fits(graph, chip, cores, n)
+        ok = _fits(graph, chip, cores, n, pairs)
         if ok.all():
-            return part, n
+            return units, part, n, pairs
+        recut = set()
         for bad in np.flatnonzero(~ok):
             members = [(k, i) for k in units for i in np.flatnonzero(part[k] == bad)]
-            if len(members) < 2:
-                k, i = members[0]
-                raise LimitError(f"a unit of layer {k!r} (neurons {int(units[k][i]):,} on) "
-                                 f"does not fit one core of chip {chip.name!r} alone")
-            for k, i in members[len(members) // 2:]:
-                part[k][i] = n
+            if len(members) >= 2:
+                for k, i in members[len(members) // 2:]:
+                    part[k][i] = n
+                n += 1
+                continue
+            k, i = members[0]
+            start = int(units[k][i])
+            stop = int(units[k][i + 1]) if i + 1 < units[k].size else sizes[k]
+            row = shapes[k][-1] if len(shapes[k]) == 3 and stop - start > shapes[k][-1] else 1
+            mid = start + (stop - start) // (2 * row) * row  # whole rows while it has several
+            if mid <= start:
+                raise LimitError(f"neurons {start:,} to {stop - 1:,} of layer {k!r} do not fit "
+                                 f"one core of chip {chip.name!r} even alone (see `nmcompile "
+                                 f"map` for the core's limits); use a chip with larger cores")
+            units[k] = np.insert(units[k], i + 1, mid)
+            part[k] = np.insert(part[k], i + 1, n)
             n += 1
+            recut.add(k)
+        if recut:
+            pairs = {**pairs, **pairs_of(graph, {k: units[k] for k in recut})}
     raise LimitError(f"the mapping onto chip {chip.name!r} did not converge")
 
 
@@ -114,51 +157,116 @@ def _unit_costs(graph: Graph, chip: Chip, units: dict[str, np.ndarray]):
     return out
 
 
-def sequential(graph: Graph, chip: Chip, cores: int | None = None) -> dict[str, np.ndarray]:
-    """Per layer, the part of each unit: consecutive pieces, the largest that fit."""
-    units = _units(graph, chip, cores)
+def sequential(graph: Graph, chip: Chip, cores: int | None = None,
+               host: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
+    """Per layer, the part of each unit: consecutive pieces, each the largest run of units
+    from where the last one ended that keeps the core's neurons, synaptic memory and input
+    axons (counted exactly, source by source) within the chip's limits."""
+    units = _units(graph, chip, cores, host)
     costs = _unit_costs(graph, chip, units)
+    pairs = pairs_of(graph, units)
+    shapes = graph.shapes()
     part, n = {}, 0
     for name, (neurons, bits) in costs.items():
+        feeds = [_unit_sources(graph, ln, units[name], pairs.get(ln), shapes)
+                 for ln in links(graph) if ln.target == name]
+        seen = [np.zeros(size, bool) for _, size, _ in feeds]
         labels = np.empty(neurons.size, np.int64)
-        used_n = used_b = 0
+        used_n = used_b = used_a = 0
         n_here = n
         for i, (a, b) in enumerate(zip(neurons.tolist(), bits.tolist(), strict=True)):
-            if used_n and (used_n + a > chip.neurons or used_b + b > chip.synapse_memory_bits):
+            new = [np.unique(ids[i])[~mask[np.unique(ids[i])]]
+                   for (ids, _, _), mask in zip(feeds, seen, strict=True)]
+            axons = sum(w * v.size for v, (_, _, w) in zip(new, feeds, strict=True))
+            if used_n and (used_n + a > chip.neurons or used_b + b > chip.synapse_memory_bits
+                           or used_a + axons > chip.input_axons):
                 n_here += 1
-                used_n = used_b = 0
+                used_n = used_b = used_a = 0
+                for mask in seen:
+                    mask[:] = False
+                new = [np.unique(ids[i]) for ids, _, _ in feeds]
+                axons = sum(w * v.size for v, (_, _, w) in zip(new, feeds, strict=True))
+            for v, mask in zip(new, seen, strict=True):
+                mask[v] = True
             labels[i] = n_here
-            used_n, used_b = used_n + a, used_b + b
+            used_n, used_b, used_a = used_n + a, used_b + b, used_a + axons
         part[name] = labels
         n = n_here + 1
-    return {"units": units, "part": part, "n": n}
+    return {"units": units, "part": part, "n": n, "pairs": pairs}
+
+
+def _unit_sources(graph: Graph, link, starts: np.ndarray, pairs, shapes):
+    """(per unit, the source neurons feeding it; the number of source neurons; 1): a dense
+    projection's every source feeds every unit, a convolution's the windows of its
+    target rows' columns."""
+    proj = graph[link.proj] if link.proj else None
+    n_src = math.prod(shapes[link.source])
+    n_tgt = math.prod(shapes[link.target])
+    bounds = np.append(starts, n_tgt)
+    if proj is None:
+        return [np.arange(a, b) for a, b in itertools.pairwise(bounds)], n_src, 1
+    if isinstance(proj, QDense):
+        every = np.arange(n_src)
+        return [every] * starts.size, n_src, 1
+    if isinstance(proj, QSparse):
+        src, first = pairs
+        order = np.argsort(first, kind="stable")
+        cut = np.searchsorted(first[order], starts)
+        return np.split(src[order], cut[1:]), n_src, 1
+    c, h, wd = shapes[link.source]
+    co, ho, wo = shapes[link.target]
+    kh, kw = proj.weight.shape[2:]
+    (sy, sx), (py, px), (dy, dx) = proj.stride, proj.padding, proj.dilation
+    pos_y, in_y = axis_reads(h, ho, kh, sy, py, dy)
+    pos_x, in_x = axis_reads(wd, wo, kw, sx, px, dx)
+    cin = c // proj.groups
+    out = []
+    for a, b in itertools.pairwise(bounds):
+        ids = []
+        for r in range(a // wo, (b - 1) // wo + 1):  # target rows (co * ho + oy) of the unit
+            c0, c1 = max(a, r * wo) - r * wo, min(b, (r + 1) * wo) - r * wo  # its columns
+            tco, toy = r // ho, r % ho
+            ys = pos_y[toy][in_y[toy]]
+            xs = np.unique(pos_x[c0:c1][in_x[c0:c1]])
+            cis = (tco // (co // proj.groups)) * cin + np.arange(cin)
+            ids.append(((cis[:, None, None] * h + ys[None, :, None]) * wd
+                        + xs[None, None, :]).reshape(-1))
+        out.append(np.concatenate(ids))
+    return out, c * h * wd, 1
 
 
 def traffic(graph: Graph, chip: Chip, rates: dict[str, np.ndarray], objective: str,
-            cores: int | None = None) -> dict[str, np.ndarray]:
+            cores: int | None = None, host: frozenset[str] = frozenset()
+            ) -> dict[str, np.ndarray]:
     """Per layer, the part of each unit: METIS over the unit graph (module docstring), into
     at least `cores` parts."""
     import pymetis
 
-    units = _units(graph, chip, cores)
+    units = _units(graph, chip, cores, host)
     costs = _unit_costs(graph, chip, units)
     shapes = graph.shapes()
     offset, ids, n_units = {}, {}, 0
     inputs = graph.inputs
     for name in [*inputs, *units]:
         n = math.prod(shapes[name])
-        starts = units[name] if name in units else np.arange(0, n, UNIT)
+        starts = units[name] if name in units else unit_starts(shapes[name], np.zeros(1),
+                                                                  chip)  # inputs, as layers
         offset[name] = n_units
         ids[name] = _expand(starts, n, np.arange(starts.size)) + n_units
         n_units += starts.size
     edges = sp.csr_matrix((n_units, n_units))
     together = sp.csr_matrix((n_units, n_units))
+    pairs = pairs_of(graph, units)
     for link in links(graph):
+        if link.target not in units:  # read out by the host
+            continue
         proj = graph[link.proj] if link.proj else None
         edges = edges + reach(proj, shapes[link.source], shapes[link.target], ids[link.source],
-                              ids[link.target], rates[link.source], n_units, n_units)
+                              ids[link.target], rates[link.source], n_units, n_units,
+                              pairs.get(link))
         together = together + _co_targets(proj, shapes[link.source], shapes[link.target],
-                                          ids[link.target], rates[link.source], n_units)
+                                          ids[link.target], rates[link.source], n_units,
+                                          pairs.get(link))
     sym = (edges + edges.T + together).tocsr()
     sym.setdiag(0)
     sym.eliminate_zeros()
@@ -173,24 +281,73 @@ def traffic(graph: Graph, chip: Chip, rates: dict[str, np.ndarray], objective: s
         weight[offset[name]:offset[name] + neurons.size] = fill
     need = max(cores or 1, math.ceil(weight.sum() / 0.9))
     vweights = np.rint(weight * 1000).astype(np.int64)
-    labels = np.zeros(n_units, np.int64)
-    if need >= n_units:  # METIS cannot cut fewer vertices than parts: one unit each
-        labels = np.arange(n_units)
-        need = n_units
-    elif need > 1:
-        _, parts = pymetis.part_graph(need, pymetis.CSRAdjacency(sym.indptr, sym.indices),
-                                      vweights=vweights, eweights=sym.data)
-        labels = np.asarray(parts, np.int64)
-    part = {name: labels[offset[name]:offset[name] + units[name].size].copy() for name in units}
+    mapped = np.zeros(n_units, bool)
+    size = np.zeros((n_units, 2))
+    for name, (neurons, bits) in costs.items():
+        at = slice(offset[name], offset[name] + neurons.size)
+        mapped[at] = True
+        size[at] = np.stack([neurons / chip.neurons, bits / chip.synapse_memory_bits], 1)
+    sizes = {k: math.prod(shapes[k]) for k in units}
+    for _ in range(8):  # more parts while the axons (which METIS does not weigh) overflow
+        if need >= n_units:  # METIS cannot cut fewer vertices than parts: one unit each
+            labels, need = np.arange(n_units), n_units
+        elif need > 1:
+            _, parts = pymetis.part_graph(need, pymetis.CSRAdjacency(sym.indptr, sym.indices),
+                                          vweights=vweights, eweights=sym.data)
+            labels = np.asarray(parts, np.int64)
+            _rebalance(labels, mapped, size, sym, need)
+        else:
+            labels = np.zeros(n_units, np.int64)
+        part = {k: labels[offset[k]:offset[k] + units[k].size].copy() for k in units}
+        loads = core_loads(graph, chip, {k: _expand(units[k], sizes[k], part[k])
+                                         for k in units}, need, pairs)
+        fill = np.max([getattr(loads, key) / loads.limit(chip, key) for key in LIMITS], axis=0)
+        # a few parts over a limit are cut in two afterwards; many mean too few parts
+        if np.mean(fill > 1) <= 0.1 or need >= n_units:
+            break
+        need = max(need + 1, math.ceil(need * float(np.quantile(fill, 0.9))))
     used = np.unique(np.concatenate(list(part.values())))  # renumber: no empty part
     remap = np.full(need, -1, np.int64)
     remap[used] = np.arange(used.size)
     part = {k: remap[v] for k, v in part.items()}
-    return {"units": units, "part": part, "n": int(used.size), "ids": ids, "edges": edges}
+    return {"units": units, "part": part, "n": int(used.size), "ids": ids, "edges": edges,
+            "pairs": pairs}
+
+
+def _rebalance(labels: np.ndarray, mapped: np.ndarray, size: np.ndarray, sym: sp.csr_matrix,
+               parts: int) -> None:
+    """Move units out of parts that METIS filled past a core (its balance is a tolerance,
+    not a limit), each to the part with room it is most connected to, in place. `size`
+    holds each unit's (neurons, synapse bits) as fractions of a core."""
+    fill = np.zeros((parts, 2))
+    np.add.at(fill, labels[mapped], size[mapped])
+    for _ in range(int(mapped.sum())):
+        over = np.flatnonzero((fill > 1).any(axis=1))
+        if not over.size:
+            return
+        p = int(over[0])
+        members = np.flatnonzero(mapped & (labels == p))
+        best = None
+        for u in members:  # the member with the strongest tie to a part that has room
+            row = sym.getrow(u)
+            ties = np.zeros(parts)
+            np.add.at(ties, labels[row.indices], row.data)
+            room = ((fill + size[u]) <= 1).all(axis=1)
+            room[p] = False
+            if room.any():
+                q = int(np.argmax(np.where(room, ties + 1e-9, -np.inf)))
+                if best is None or ties[q] > best[0]:
+                    best = (ties[q], u, q)
+        if best is None:
+            return  # no part has room: the caller cuts this one in two
+        _, u, q = best
+        labels[u] = q
+        fill[p] -= size[u]
+        fill[q] += size[u]
 
 
 def _co_targets(proj, in_shape, out_shape, tgt_units: np.ndarray, rate: np.ndarray,
-                n_units: int) -> sp.csr_matrix:
+                n_units: int, pairs=None) -> sp.csr_matrix:
     """Affinity between target units that share sources: a spike costs one message per
     core its targets occupy (a hyperedge over its target units), which a cut of
     source-target edges does not see. Each source (a neuron, or a row of a convolution's
@@ -203,7 +360,8 @@ def _co_targets(proj, in_shape, out_shape, tgt_units: np.ndarray, rate: np.ndarr
     atoms = (np.arange(n_src) // in_shape[-1] if isinstance(proj, QConv2d)
              else np.arange(n_src))  # a convolution's source rows; else each neuron
     n_atoms = int(atoms[-1]) + 1 if n_src else 0
-    r = reach(proj, in_shape, out_shape, atoms, tgt_units, rate, n_atoms, n_units).tocsr()
+    r = reach(proj, in_shape, out_shape, atoms, tgt_units, rate, n_atoms, n_units,
+              pairs).tocsr()
     r.eliminate_zeros()
     k = np.diff(r.indptr)
     weight = np.zeros(n_atoms)

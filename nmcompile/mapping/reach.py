@@ -15,11 +15,8 @@ are a core's input axons and its row sums a core's output axons.
 Per projection kind: a dense matrix stores every entry, so each source reaches every group
 of the target layer; a sparse one reaches the groups of its listed entries (deduplicated a
 block of entries at a time, then once more); a direct link reaches the same neuron; a
-convolution is computed row by row: source row (c, y) reaches target rows (c', y') through the
-kernel, and a source neuron reaches those rows' groups when its column reaches some target
-column (`ir.synapses.axis_reads`). That is exact when no group splits a target row, which the
-mapper guarantees (its units are whole rows of a (C, H, W) layer), and otherwise counts each
-split row's every group.
+convolution's every source neuron walks its kernel taps (a numba kernel: one pass over the
+synapses, none of them listed), exact for any grouping.
 """
 
 from __future__ import annotations
@@ -28,6 +25,7 @@ import math
 
 import numpy as np
 import scipy.sparse as sp
+from numba import njit
 
 from ..ir.quantized import QConv2d, QDense, QSparse
 from ..ir.synapses import axis_reads
@@ -35,9 +33,26 @@ from ..ir.synapses import axis_reads
 BLOCK = 1 << 22  # sparse entries deduplicated at a time
 
 
+def sparse_pairs(proj: QSparse, unit_of: np.ndarray, starts: np.ndarray
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (source neuron, target unit) pairs of a sparse projection, as (source,
+    first neuron of the unit): computed once, they stand for its synapses whenever the
+    groups are unions of units (every core assignment the mapper tries), at a fraction of
+    the synapses' count."""
+    n_units = starts.size
+    keys = np.unique(np.concatenate([
+        np.unique(proj.cols[k:k + BLOCK].astype(np.int64) * n_units
+                  + unit_of[proj.rows[k:k + BLOCK]])
+        for k in range(0, proj.cols.size, BLOCK)] or [np.zeros(0, np.int64)]))
+    return keys // n_units, starts[keys % n_units]
+
+
 def reach(proj, in_shape: tuple[int, ...], out_shape: tuple[int, ...], gs: np.ndarray,
-          gt: np.ndarray, w: np.ndarray, n_gs: int, n_gt: int) -> sp.csr_matrix:
-    """M (n_gs x n_gt) for projection `proj` (None: a direct link) as the module says."""
+          gt: np.ndarray, w: np.ndarray, n_gs: int, n_gt: int,
+          pairs: tuple[np.ndarray, np.ndarray] | None = None) -> sp.csr_matrix:
+    """M (n_gs x n_gt) for projection `proj` (None: a direct link) as the module says;
+    `pairs` (from `sparse_pairs`) replace a sparse projection's synapses when every unit
+    lies in one target group."""
     gs, gt = np.asarray(gs, np.int64), np.asarray(gt, np.int64)
     w = np.asarray(w, np.float64)
     if proj is None:
@@ -48,6 +63,11 @@ def reach(proj, in_shape: tuple[int, ...], out_shape: tuple[int, ...], gs: np.nd
         a = np.repeat(np.arange(n_gs), present.size)
         b = np.tile(present, n_gs)
         return _matrix(a, b, np.repeat(per_group, present.size), n_gs, n_gt)
+    if isinstance(proj, QSparse) and pairs is not None:
+        src, first = pairs
+        keys = np.unique(src * n_gt + gt[first])
+        src, b = keys // n_gt, keys % n_gt
+        return _matrix(gs[src], b, w[src], n_gs, n_gt)
     if isinstance(proj, QSparse):
         keys = np.unique(np.concatenate([
             np.unique(proj.cols[k:k + BLOCK].astype(np.int64) * n_gt
@@ -69,41 +89,69 @@ def _conv(proj: QConv2d, in_shape, out_shape, gs, gt, w, n_gs, n_gt) -> sp.csr_m
     co, ho, wo = out_shape
     kh, kw = proj.weight.shape[2:]
     (sy, sx), (py, px), (dy, dx) = proj.stride, proj.padding, proj.dilation
-    # source rows (ci, y) -> target rows (co, oy), as flat row indices
-    pos_y, in_y = axis_reads(h, ho, kh, sy, py, dy)
-    oy, y = np.nonzero(in_y)[0], pos_y[in_y]                        # (target row, source row)
-    pos_x, in_x = axis_reads(wd, wo, kw, sx, px, dx)
-    reaches = np.zeros(wd, bool)
-    reaches[pos_x[in_x]] = True                                      # columns that reach
-    g = proj.groups
-    cin_g, cout_g = c // g, co // g
-    ci = np.arange(c)
-    # every (source channel, target channel of its group) pair
-    pair_ci = np.repeat(ci, cout_g)
-    pair_co = (ci // cin_g)[:, None] * cout_g + np.arange(cout_g)[None, :]
-    pair_co = pair_co.reshape(-1)
-    src_row = (pair_ci[:, None] * h + y[None, :]).reshape(-1)
-    tgt_row = (pair_co[:, None] * ho + oy[None, :]).reshape(-1)
-    # each target row's groups; a row is one group when the mapper made the groups
-    rows_t = gt.reshape(co * ho, wo)
-    first = rows_t[:, 0]
-    if np.all(rows_t == first[:, None]):
-        row_pairs = np.unique(src_row * n_gt + first[tgt_row])
-    else:
-        per_row = [np.unique(r) for r in rows_t]
-        row_pairs = np.unique(np.concatenate([src_row[k] * n_gt + per_row[t]
-                                              for k, t in enumerate(tgt_row)]))
-    s_row, b = row_pairs // n_gt, row_pairs % n_gt
-    # each source row's weight (reaching columns only), by source group: one group per row
-    # when the mapper made the groups (or the host); else each group's columns on their own
-    w_rows = w.reshape(c * h, wd) * reaches[None, :]
-    gs_rows = gs.reshape(c * h, wd)
-    parts = [(gs_rows[:, 0], w_rows.sum(axis=1))]
-    if not np.all(gs_rows == gs_rows[:, :1]):
-        parts = [(np.full(c * h, k), (w_rows * (gs_rows == k)).sum(axis=1))
-                 for k in np.unique(gs_rows)]
-    return sum((_matrix(group[s_row], b, weight[s_row], n_gs, n_gt) for group, weight in parts),
-               sp.csr_matrix((n_gs, n_gt))).tocsr()
+    order = np.argsort(gs, kind="stable")  # runs of one source group, for the kernel
+    a, b, v = _conv_pairs(order, gs, gt, w, c, h, wd, co, ho, wo, kh, kw, sy, sx, py, px,
+                          dy, dx, proj.groups, n_gt)
+    return _matrix(a, b, v, n_gs, n_gt)
+
+
+@njit(cache=True)
+def _conv_pairs(order, gs, gt, w, c, h, wd, co, ho, wo, kh, kw, sy, sx, py, px, dy, dx,
+                groups, n_gt):
+    """(source group, target group, summed weight) of a convolution, exactly: each source
+    neuron's taps are walked (tap k of output o reads input o * s - p + k * d), its distinct
+    target groups marked with a stamp, its weight added once per group; a run of sources of
+    one group is emitted together."""
+    cin, cout = c // groups, co // groups
+    acc = np.zeros(n_gt)
+    stamp = np.full(n_gt, -1, np.int64)   # the last source neuron that reached the group
+    run_of = np.full(n_gt, -1, np.int64)  # the last run of sources that reached it
+    touched = np.empty(n_gt, np.int64)
+    out_a, out_b, out_w = [0], [0], [0.0]  # typed lists; the first entry is dropped
+    n_touched = run = 0
+    for k in range(order.size + 1):
+        if k == order.size or (k > 0 and gs[order[k]] != gs[order[k - 1]]):
+            for t in range(n_touched):
+                g = touched[t]
+                out_a.append(gs[order[k - 1]])
+                out_b.append(g)
+                out_w.append(acc[g])
+                acc[g] = 0.0
+            n_touched = 0
+            run += 1
+            if k == order.size:
+                break
+        i = order[k]
+        if w[i] == 0:
+            continue
+        ci, rest = i // (h * wd), i % (h * wd)
+        y, x = rest // wd, rest % wd
+        first = (ci // cin) * cout
+        for ky in range(kh):
+            num = y + py - ky * dy
+            if num < 0 or num % sy:
+                continue
+            oy = num // sy
+            if oy >= ho:
+                continue
+            for kx in range(kw):
+                numx = x + px - kx * dx
+                if numx < 0 or numx % sx:
+                    continue
+                ox = numx // sx
+                if ox >= wo:
+                    continue
+                for o in range(first, first + cout):
+                    g = gt[(o * ho + oy) * wo + ox]
+                    if stamp[g] != i:
+                        stamp[g] = i
+                        if run_of[g] != run:
+                            run_of[g] = run
+                            touched[n_touched] = g
+                            n_touched += 1
+                        acc[g] += w[i]
+    return (np.array(out_a[1:], np.int64), np.array(out_b[1:], np.int64),
+            np.array(out_w[1:], np.float64))
 
 
 def conv_fanin(proj: QConv2d, in_shape, out_shape) -> np.ndarray:

@@ -132,8 +132,12 @@ def plot(info: dict[str, Any], path: str | Path, *, force: bool = False) -> Path
         norm = colors.Normalize(0, most)
         for name, count in packets.items():
             a, b = name.split("->")
-            x1, y1 = map(int, b.split(","))
-            x0, y0 = (x1 - 1, y1) if a == "host" else map(int, a.split(","))
+            if b == "host":  # out of the host port, drawn below the host tile
+                x0, y0 = map(int, a.split(","))
+                x1, y1 = x0 - 1, y0 + 0.3
+            else:
+                x1, y1 = map(int, b.split(","))
+                x0, y0 = (x1 - 1, y1) if a == "host" else map(int, a.split(","))
             ax.annotate("", (x1, y1), (x0, y0), arrowprops={
                 "arrowstyle": "->", "color": cm.inferno(norm(count)),
                 "lw": 0.5 + 4 * count / most, "shrinkA": 12, "shrinkB": 12})

@@ -21,6 +21,7 @@ import math
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 from ..ir import Graph
 from . import mesh
@@ -43,17 +44,28 @@ def count(graph: Graph, sent: dict[str, np.ndarray]) -> tuple[dict[str, dict[str
     counters = {k: {} for k in ("core_messages", "hops_east_west", "hops_north_south",
                                 "messages_within_tile")}
     per_pair = np.zeros((n + 1, n))  # row n: the host
+    to_host = np.zeros(n)  # messages from each core to a readout on the host
     events = np.zeros(n)
     for link in links(graph):
         if link.source not in sent:
             continue
         proj = graph[link.proj] if link.proj else None
-        if proj is not None:
-            events += np.bincount(cores[link.target], events_into(
-                proj, shapes[link.source], shapes[link.target], sent[link.source]), n)
         placed = link.source in cores
         gs = cores[link.source] if placed else np.zeros(math.prod(shapes[link.source]),
                                                          np.int64)
+        if link.target not in cores:  # a readout on the host: one message per value sent
+            m = sp.coo_matrix(np.bincount(gs, sent[link.source], n)[:, None])
+            ew, ns = mesh.hops(chip, np.full(m.nnz, mesh.HOST), m.row)  # the way back
+            for key, value in (("core_messages", m.data), ("hops_east_west", m.data * ew),
+                               ("hops_north_south", m.data * ns)):
+                counters[key][link.source] = counters[key].get(link.source, 0) + \
+                    round(float(np.sum(value)))
+            counters["messages_within_tile"].setdefault(link.source, 0)
+            np.add.at(to_host, m.row, m.data)
+            continue
+        if proj is not None:
+            events += np.bincount(cores[link.target], events_into(
+                proj, shapes[link.source], shapes[link.target], sent[link.source]), n)
         m = reach(proj, shapes[link.source], shapes[link.target], gs, cores[link.target],
                   sent[link.source], n if placed else 1, n).tocoo()
         src = m.row if placed else np.full(m.nnz, mesh.HOST)
@@ -65,12 +77,13 @@ def count(graph: Graph, sent: dict[str, np.ndarray]) -> tuple[dict[str, dict[str
             counters[key][link.source] = counters[key].get(link.source, 0) + \
                 round(float(np.sum(value)))
         np.add.at(per_pair, (np.where(src == mesh.HOST, n, src), m.col), m.data)
-    traffic = _traffic(chip, per_pair, n)
+    traffic = _traffic(chip, per_pair, to_host, n)
     traffic["core_events"] = {str(c): round(float(e)) for c, e in enumerate(events)}
     return counters, traffic
 
 
-def _traffic(chip: Chip, per_pair: np.ndarray, n: int) -> dict[str, Any]:
+def _traffic(chip: Chip, per_pair: np.ndarray, to_host: np.ndarray, n: int
+             ) -> dict[str, Any]:
     sent: dict[str, int] = {}
     hops: dict[str, int] = {}
     packets: dict[str, int] = {}
@@ -87,6 +100,14 @@ def _traffic(chip: Chip, per_pair: np.ndarray, n: int) -> dict[str, Any]:
         hops[key] = hops.get(key, 0) + msgs * len(route)
         for x0, y0, x1, y1 in route:
             name = f"host->{x1},{y1}" if x0 < 0 else f"{x0},{y0}->{x1},{y1}"
+            packets[name] = packets.get(name, 0) + msgs
+    for a in np.flatnonzero(to_host):  # to a readout on the host: XY to the host tile, out
+        msgs = round(float(to_host[a]))
+        route = mesh.route(chip, int(a), mesh.HOST)
+        sent[str(a)] = sent.get(str(a), 0) + msgs
+        hops[str(a)] = hops.get(str(a), 0) + msgs * len(route)
+        for x0, y0, x1, y1 in route:
+            name = f"{x0},{y0}->host" if x1 < 0 else f"{x0},{y0}->{x1},{y1}"
             packets[name] = packets.get(name, 0) + msgs
     return {"core_messages": sent, "spike_hops": hops, "link_packets": packets,
             "longest_route": tuple(longest)}

@@ -31,17 +31,13 @@ def tiles_of(chip: Chip, cores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (cores // chip.cores) * columns + tile % columns, tile // columns
 
 
-def host_tile(chip: Chip) -> tuple[int, int]:
-    return chip.host
-
-
 def hops(chip: Chip, src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(east-west, north-south) hops from each core in `src` (HOST for an input) to the
     matching core in `dst`."""
     src = np.asarray(src, dtype=np.int64)
     dst = np.asarray(dst, dtype=np.int64)
     sx, sy = tiles_of(chip, np.where(src == HOST, 0, src))
-    hx, hy = host_tile(chip)
+    hx, hy = chip.host
     host = src == HOST
     sx, sy = np.where(host, hx, sx), np.where(host, hy, sy)
     dx, dy = tiles_of(chip, dst)
@@ -67,13 +63,13 @@ def route(chip: Chip, src: int, dst: int) -> list[Link]:
     HOST: to the host tile, then out of the host port, (x, y, -1, -1))."""
     links: list[Link] = []
     if src == HOST:
-        x, y = host_tile(chip)
+        x, y = chip.host
         links.append((-1, -1, x, y))
     else:
         tx, ty = tiles_of(chip, np.array([src]))
         x, y = int(tx[0]), int(ty[0])
     if dst == HOST:
-        gx, gy = host_tile(chip)
+        gx, gy = chip.host
     else:
         tx, ty = tiles_of(chip, np.array([dst]))
         gx, gy = int(tx[0]), int(ty[0])

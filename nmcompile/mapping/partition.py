@@ -170,22 +170,22 @@ def sequential(graph: Graph, chip: Chip, cores: int | None = None,
     for name, (neurons, bits) in costs.items():
         feeds = [_unit_sources(graph, ln, units[name], pairs.get(ln), shapes)
                  for ln in links(graph) if ln.target == name]
-        seen = [np.zeros(size, bool) for _, size, _ in feeds]
+        seen = [np.zeros(size, bool) for _, size in feeds]
         labels = np.empty(neurons.size, np.int64)
         used_n = used_b = used_a = 0
         n_here = n
         for i, (a, b) in enumerate(zip(neurons.tolist(), bits.tolist(), strict=True)):
-            new = [np.unique(ids[i])[~mask[np.unique(ids[i])]]
-                   for (ids, _, _), mask in zip(feeds, seen, strict=True)]
-            axons = sum(w * v.size for v, (_, _, w) in zip(new, feeds, strict=True))
+            fresh = [np.unique(ids[i]) for ids, _ in feeds]
+            new = [v[~mask[v]] for v, mask in zip(fresh, seen, strict=True)]
+            axons = sum(v.size for v in new)
             if used_n and (used_n + a > chip.neurons or used_b + b > chip.synapse_memory_bits
                            or used_a + axons > chip.input_axons):
                 n_here += 1
                 used_n = used_b = used_a = 0
                 for mask in seen:
                     mask[:] = False
-                new = [np.unique(ids[i]) for ids, _, _ in feeds]
-                axons = sum(w * v.size for v, (_, _, w) in zip(new, feeds, strict=True))
+                new = fresh
+                axons = sum(v.size for v in new)
             for v, mask in zip(new, seen, strict=True):
                 mask[v] = True
             labels[i] = n_here
@@ -196,7 +196,7 @@ def sequential(graph: Graph, chip: Chip, cores: int | None = None,
 
 
 def _unit_sources(graph: Graph, link, starts: np.ndarray, pairs, shapes):
-    """(per unit, the source neurons feeding it; the number of source neurons; 1): a dense
+    """(per unit, the source neurons feeding it; the number of source neurons): a dense
     projection's every source feeds every unit, a convolution's the windows of its
     target rows' columns."""
     proj = graph[link.proj] if link.proj else None
@@ -204,15 +204,15 @@ def _unit_sources(graph: Graph, link, starts: np.ndarray, pairs, shapes):
     n_tgt = math.prod(shapes[link.target])
     bounds = np.append(starts, n_tgt)
     if proj is None:
-        return [np.arange(a, b) for a, b in itertools.pairwise(bounds)], n_src, 1
+        return [np.arange(a, b) for a, b in itertools.pairwise(bounds)], n_src
     if isinstance(proj, QDense):
         every = np.arange(n_src)
-        return [every] * starts.size, n_src, 1
+        return [every] * starts.size, n_src
     if isinstance(proj, QSparse):
         src, first = pairs
         order = np.argsort(first, kind="stable")
         cut = np.searchsorted(first[order], starts)
-        return np.split(src[order], cut[1:]), n_src, 1
+        return np.split(src[order], cut[1:]), n_src
     c, h, wd = shapes[link.source]
     co, ho, wo = shapes[link.target]
     kh, kw = proj.weight.shape[2:]
@@ -232,7 +232,7 @@ def _unit_sources(graph: Graph, link, starts: np.ndarray, pairs, shapes):
             ids.append(((cis[:, None, None] * h + ys[None, :, None]) * wd
                         + xs[None, None, :]).reshape(-1))
         out.append(np.concatenate(ids))
-    return out, c * h * wd, 1
+    return out, c * h * wd
 
 
 def traffic(graph: Graph, chip: Chip, rates: dict[str, np.ndarray], objective: str,

@@ -28,7 +28,7 @@ import scipy.sparse as sp
 from numba import njit
 
 from ..ir.quantized import QConv2d, QDense, QSparse
-from ..ir.synapses import axis_reads
+from ..ir.synapses import axis_reads, conv_fanin
 
 BLOCK = 1 << 22  # sparse entries deduplicated at a time
 
@@ -154,18 +154,6 @@ def _conv_pairs(order, gs, gt, w, c, h, wd, co, ho, wo, kh, kw, sy, sx, py, px, 
             np.array(out_w[1:], np.float64))
 
 
-def conv_fanin(proj: QConv2d, in_shape, out_shape) -> np.ndarray:
-    """Synapses into each target neuron of a convolution (taps inside the input), flat."""
-    c, h, wd = in_shape
-    co, ho, wo = out_shape
-    kh, kw = proj.weight.shape[2:]
-    (sy, sx), (py, px), (dy, dx) = proj.stride, proj.padding, proj.dilation
-    cy = axis_reads(h, ho, kh, sy, py, dy)[1].sum(axis=1)
-    cx = axis_reads(wd, wo, kw, sx, px, dx)[1].sum(axis=1)
-    per = (cy[:, None] * cx[None, :]) * (c // proj.groups)
-    return np.broadcast_to(per, (co, ho, wo)).reshape(-1)
-
-
 def fanin(proj, in_shape, out_shape) -> np.ndarray:
     """Stored synapses into each target neuron (flat), int64."""
     n_out = math.prod(out_shape)
@@ -175,7 +163,8 @@ def fanin(proj, in_shape, out_shape) -> np.ndarray:
         return np.full(n_out, proj.weight.shape[1], np.int64)
     if isinstance(proj, QSparse):
         return np.bincount(proj.rows, minlength=n_out).astype(np.int64)
-    return conv_fanin(proj, in_shape, out_shape).astype(np.int64)
+    return conv_fanin(proj.weight, in_shape, out_shape, proj.stride, proj.padding,
+                      proj.dilation, proj.groups)
 
 
 def events_into(proj, in_shape, out_shape, sent: np.ndarray) -> np.ndarray:

@@ -125,16 +125,21 @@ def _ring(plan: Plan, inputs: Mapping[str, np.ndarray], b0: int, b1: int, steps:
     return ring
 
 
-def _job(plan: Plan, inputs: Mapping[str, np.ndarray], b0: int, b1: int, T: int
-         ) -> dict[str, np.ndarray]:
+def _job(plan: Plan, inputs: Mapping[str, np.ndarray], b0: int, b1: int, T: int,
+         states: bool = False) -> dict[str, np.ndarray]:
+    """The arrays of one Lava network: the plan, its RingBuffer data, its batch and steps,
+    and whether to record every neuron's u and v (`states`)."""
     steps = T + plan.max_depth
-    record = 8 * steps * (b1 - b0) * sum(layer.n for layer in plan.layers)
+    # the Extractors buffer float64 spikes; u and v add two int32 traces
+    per_neuron = 8 + (8 if states else 0)
+    record = per_neuron * steps * (b1 - b0) * sum(layer.n for layer in plan.layers)
     if record > RECORD_BYTES:
         raise LimitError(f"recording {steps} Lava steps of {b1 - b0} sample(s) would buffer "
                          f"{record / 2**30:.1f} GiB; run fewer steps or a smaller batch")
     job = plan.to_arrays("plan/")
     job |= {f"ring/{k}": v for k, v in _ring(plan, inputs, b0, b1, steps).items()}
     job["batch"], job["steps"] = np.array(b1 - b0), np.array(steps)
+    job["states"] = np.array(bool(states))
     return job
 
 
@@ -151,18 +156,30 @@ def _prepare(graph: Graph, spikes: Spikes, max_batch: int | None,
 
 
 def _aligned(plan: Plan, results: Sequence[Mapping[str, np.ndarray]], T: int,
-             chunks: Sequence[tuple[int, int]]) -> dict[str, np.ndarray]:
-    """Each neuron layer's outputs (T, B, n) in IR time and IR neuron order."""
+             chunks: Sequence[tuple[int, int]], key: str = "rec/{}") -> dict[str, np.ndarray]:
+    """Each neuron layer's recordings `key` (its outputs, or a state trace) as (T, B, n) in
+    IR time and IR neuron order, its pieces' recordings side by side first."""
     out = {}
     for layer in plan.layers:
         # a run shared with longer networks records more steps: keep this graph's window
-        parts = [r[f"rec/{layer.name}"][layer.depth:layer.depth + T].reshape(T, b1 - b0, -1)
+        parts = [np.concatenate([r[key.format(name)][layer.depth:layer.depth + T]
+                                 .reshape(T, b1 - b0, -1) for name in layer.procs], axis=2)
                  for r, (b0, b1) in zip(results, chunks, strict=True)]
         lava = np.concatenate(parts, axis=1)
         ir = np.empty_like(lava)
         ir[..., layer.perm] = lava
         out[layer.name] = ir  # (T, B, n), flat like the emulator's
     return out
+
+
+def _states(plan: Plan, results: Sequence[Mapping[str, np.ndarray]], T: int,
+            chunks: Sequence[tuple[int, int]]) -> dict[str, dict[str, np.ndarray]]:
+    """Each neuron layer's u and v after every step, as the emulator records them."""
+    if not results or not any(k.startswith("state/") for k in results[0]):
+        return {}
+    traces = {var: _aligned(plan, results, T, chunks, f"state/{{}}/{var}") for var in "uv"}
+    return {layer.name: {var: traces[var][layer.name] for var in "uv"}
+            for layer in plan.layers}
 
 
 def _assemble(graph: Graph, plan: Plan, inputs: Mapping[str, np.ndarray],
@@ -182,9 +199,10 @@ def _assemble(graph: Graph, plan: Plan, inputs: Mapping[str, np.ndarray],
     flat = {**{n: v.reshape(T, B, -1) for n, v in inputs.items()}, **values}
     outputs = assemble_outputs({spec.name: spec.sources for spec in plan.outputs}, flat, spiking)
     events: dict[str, int] = {}
-    for count in plan.counts:
-        fan = np.empty_like(results[0][f"fanout/{count.proc}"])
-        fan[plan.layer(count.source).perm] = results[0][f"fanout/{count.proc}"]
+    for count in plan.counts:  # a projection split into pieces: one per connection process
+        source = plan.layer(count.source)
+        fan = np.zeros(source.n, results[0][f"fanout/{count.proc}"].dtype)
+        fan[source.piece_perm(count.piece)] = results[0][f"fanout/{count.proc}"]
         active = delayed(flat[count.source] != 0, count.delay)
         events[count.node] = events.get(count.node, 0) + int(
             active.reshape(-1, active.shape[-1]).sum(axis=0) @ fan)
@@ -197,7 +215,8 @@ def _assemble(graph: Graph, plan: Plan, inputs: Mapping[str, np.ndarray],
                  "steps": T + plan.max_depth, "runs": len(chunks)},
     }
     return RunResult(outputs=outputs, backend="lava", spikes=spikes if record else {},
-                     states={}, counters=counters)
+                     states=_states(plan, results, T, chunks) if record else {},
+                     counters=counters)
 
 
 def _groups(sizes: Sequence[int]) -> list[list[int]]:
@@ -239,8 +258,8 @@ def run_many(items: Sequence[tuple[Graph, Spikes]], *, record: bool = False,
     jobs, sizes = [], []
     for plan, inputs, T, _, chunks in prepared:
         for b0, b1 in chunks:
-            jobs.append(_job(plan, inputs, b0, b1, T))
-            sizes.append(len(plan.procs) + len(plan.layers) + len(plan.inputs))
+            jobs.append(_job(plan, inputs, b0, b1, T, states=record))
+            sizes.append(plan.n_processes)
     results = run_jobs(jobs, timeout_s, _groups(sizes)) if jobs else []
     out, k = [], 0
     for (graph, _), (plan, inputs, T, B, chunks) in zip(items, prepared, strict=True):

@@ -5,7 +5,7 @@
       network.py       generated, readable: builds and wires every process from params.npz
       run.py           feeds input.npy (or input.npz by input name), writes output.npz
       params.npz       every array (weights, per-neuron parameters, neuron orders)
-      lowering.json    the lowering report: processes, IR nodes, depths, deployability
+      lowering.json    the lowering report: processes, IR nodes, cores, depths, deployability
       input.npy        example input (T, batch, *shape); replace it with yours
       lava_compat.py   copy of backends/lava/compat.py (lava-nc 0.10 on Python 3.11)
       nmc_models.py    copy of backends/lava/models.py (custom processes), when needed
@@ -38,7 +38,7 @@ CUSTOM_MODULE = "nmc_models"
 
 def _comment(text: str) -> str:
     """Text safe inside a `#` comment or a docstring line: no newlines, quotes or escapes."""
-    return re.sub(r"[^A-Za-z0-9_ .,:;()<>#+\-/*=\[\]]", "?", str(text))[:200]
+    return re.sub(r"[^A-Za-z0-9_ .,:;()<>#@+\-/*=\[\]]", "?", str(text))[:200]
 
 
 def _key(proc: str, param: str) -> str:
@@ -139,6 +139,11 @@ def network_source(plan: Plan, arrays: dict[str, np.ndarray], title: str) -> str
         "#: Graph inputs and neuron layers: IR shape (features only).",
         f"INPUTS = {({x.name: tuple(x.shape) for x in plan.inputs})!r}",
         f"LAYERS = {({x.name: tuple(x.shape) for x in plan.layers})!r}",
+        "#: Layer -> its neuron processes: one, or one per core it is mapped onto, whose",
+        "#: neurons follow each other in the layer's Lava order.",
+        f"PIECES = {({x.name: x.procs for x in plan.layers})!r}",
+        "#: Process -> the core it belongs to (None: the host, or an unplaced graph).",
+        f"CORES = {({p.name: p.core for p in plan.procs})!r}",
         "#: Layers that emit 0/1 spikes (the others emit their voltage).",
         f"SPIKING = {sorted(x.name for x in plan.layers if x.spiking)!r}",
         "#: Lava steps between IR step t and the Lava step (from 0) that emits it: each",
@@ -248,11 +253,11 @@ def run_sample(inputs: dict[str, np.ndarray], p) -> dict[str, np.ndarray]:
                 ring.s_out.reshape(port.shape)
             out.connect(port)
     recorders = {}
-    for name in network.LAYERS:
+    for name in [piece for pieces in network.PIECES.values() for piece in pieces]:
         recorders[name] = Extractor(shape=procs[name].s_out.shape, buffer_size=steps + 1)
         procs[name].s_out.connect(recorders[name].in_port)
         models[recorders[name]] = PyLoihiExtractorModel
-    top = procs[next(iter(network.LAYERS))]
+    top = procs[network.PIECES[next(iter(network.LAYERS))][0]]
     cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=models)
     try:
         top.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
@@ -260,7 +265,8 @@ def run_sample(inputs: dict[str, np.ndarray], p) -> dict[str, np.ndarray]:
     finally:
         top.stop()
     out = {}
-    for name, rec in got.items():
+    for name, pieces in network.PIECES.items():
+        rec = np.concatenate([got[piece] for piece in pieces], axis=1)  # the layer's order
         depth, perm = network.DEPTHS[name], network.perm(name, p)
         lava = np.rint(rec[depth:depth + T]).astype(np.int64)
         ir = np.empty_like(lava)
@@ -303,11 +309,37 @@ if __name__ == "__main__":
 '''
 
 
+def _table(plan: Plan) -> str:
+    """The README's process table; a placed plan adds the core of every process."""
+    placed = plan.placed
+    head = "| process | Lava kind | IR node |" + (" core |" if placed else "") + \
+        " on a Loihi chip | note |"
+    rows = [head, "|---" * (6 if placed else 5) + "|"]
+    for r in plan.report():
+        core = "host" if r["core"] is None else str(int(r["core"]))
+        rows.append(f"| `{_comment(r['process'])}` | {r['kind']} | "
+                    f"`{_comment(r['node'] or '-')}` |" + (f" {core} |" if placed else "") +
+                    f" {'yes' if r['deployable'] else 'no (simulation only)'} | "
+                    f"{_comment(r['note'])} |")
+    return "\n".join(rows)
+
+
+def _placement(plan: Plan) -> str:
+    """The README's paragraph on the mapping onto cores (empty for an unplaced graph)."""
+    if not plan.placed:
+        return ""
+    split = [f"`{_comment(x.name)}` on {len(x.procs)} cores" for x in plan.layers
+             if len(x.procs) > 1]
+    notes = " ".join(_comment(n) + "." for n in plan.notes)
+    return (f"\nThe graph was mapped onto cores: every layer runs as one neuron process per\n"
+            f"core it is placed on ({', '.join(split) or 'no layer is split'}), and every\n"
+            f"projection as one connection process per pair of pieces with synapses, on its\n"
+            f"target's core (column `core`; `network.CORES` and `lowering.json` hold the same).\n"
+            f"{notes}\n")
+
+
 def readme(plan: Plan, title: str, example: bool) -> str:
-    rows = "\n".join(
-        f"| `{_comment(r['process'])}` | {r['kind']} | `{_comment(r['node'] or '-')}` | "
-        f"{'yes' if r['deployable'] else 'no (simulation only)'} | {_comment(r['note'])} |"
-        for r in plan.report())
+    rows = _table(plan)
     depths = ", ".join(f"`{_comment(x.name)}` {x.depth}" for x in plan.layers)
     custom = any(not p.stock for p in plan.procs)
     example_note = " The one here is an example (seeded random spikes)." if example else ""
@@ -338,10 +370,8 @@ the IR's time steps: equal, spike for spike, to `nmcompile run MODEL --backend e
 
 ## Processes
 
-| process | Lava kind | IR node | on a Loihi chip | note |
-|---|---|---|---|---|
 {rows}
-
+{_placement(plan)}
 Latency: each Dense/Sparse/Conv adds one Lava step, so layer L emits IR step t on Lava step
 t + depth(L): {depths}. Unequal paths are balanced with DelayDense/DelaySparse or identity
 delay lines; `run.py` removes the depths again.
@@ -383,6 +413,8 @@ def write(graph: Graph, out: Path, spikes: np.ndarray | Mapping[str, np.ndarray]
     report: dict[str, Any] = {
         "processes": plan.report(),
         "depths": {x.name: x.depth for x in plan.inputs + plan.layers},
+        "pieces": {x.name: [{"process": name, "core": plan.proc(name).core, "neurons": n}
+                            for name, n in x.pieces or [(x.name, x.n)]] for x in plan.layers},
         "notes": plan.notes,
     }
     (out / "lowering.json").write_text(json.dumps(report, indent=1))

@@ -8,6 +8,9 @@
 - `weight_reader`: a helper process that reads the weights held by connection processes
   through `RefPort`s on the last step (one message per matrix: `Var.get()` sends one value
   per message, about 30 us each) and saves them for the synaptic-event counters.
+- `state_recorder`: a helper process that reads every neuron process's u and v through
+  `RefPort`s after each step (when Lava's own `Monitor` reads) and saves the traces after the
+  last one: one process for all of them, where a `Monitor` takes one per Var.
 
 This file is copied verbatim into compiled artefacts (as `nmc_models.py`), so it imports only
 numpy and Lava.
@@ -29,7 +32,7 @@ from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 from lava.proc.lif.models import AbstractPyLifModelFixed
 
-__all__ = ["FixedNeuron", "PyFixedNeuronModel", "weight_reader"]
+__all__ = ["FixedNeuron", "PyFixedNeuronModel", "state_recorder", "weight_reader"]
 
 
 class FixedNeuron(AbstractProcess):
@@ -146,3 +149,44 @@ def weight_reader(sources: list[tuple[AbstractProcess, str]], at_step: int, path
     for key, (proc, var) in zip(ports, sources, strict=True):
         getattr(reader, key).connect_var(getattr(proc, var))
     return reader, model
+
+
+def state_recorder(sources: list[tuple[AbstractProcess, str]], steps: int, path: str
+                   ) -> tuple[AbstractProcess, type]:
+    """A process that reads `process.<var>` of each source through a `RefPort` after every
+    step (the post-management phase, when Lava's `Monitor` reads: the state after the step's
+    reset) and saves the (steps, *shape) int32 traces to `path` (an .npz with keys s0, s1,
+    ...) after step `steps`. Returns the process and its model class (made per call)."""
+    ports = {f"s{i}": RefPort(shape=getattr(proc, var).shape)
+             for i, (proc, var) in enumerate(sources)}
+    shapes = {key: tuple(port.shape) for key, port in ports.items()}
+
+    class StateRecorder(AbstractProcess):
+        def __init__(self) -> None:
+            super().__init__(steps=steps, path=path, shapes=shapes)
+            for key, port in ports.items():
+                setattr(self, key, port)
+
+    attrs: dict[str, Any] = {key: LavaPyType(PyRefPort.VEC_DENSE, np.int32) for key in ports}
+
+    def post_guard(self) -> bool:
+        return self.time_step <= self.proc_params["steps"]
+
+    def run_post_mgmt(self) -> None:
+        params = self.proc_params
+        if not hasattr(self, "traces"):  # the model's own buffers, in its own OS process
+            self.traces = {key: np.zeros((params["steps"], *shape), np.int32)
+                           for key, shape in params["shapes"].items()}
+        for key, trace in self.traces.items():
+            trace[self.time_step - 1] = getattr(self, key).read()
+        if self.time_step == params["steps"]:
+            np.savez(params["path"], **self.traces)
+
+    attrs.update(post_guard=post_guard, run_post_mgmt=run_post_mgmt)
+    model = type("PyStateRecorderModel", (PyLoihiProcessModel,), attrs)
+    recorder = StateRecorder()
+    implements(proc=StateRecorder, protocol=LoihiProtocol)(model)
+    requires(CPU)(model)
+    for key, (proc, var) in zip(ports, sources, strict=True):
+        getattr(recorder, key).connect_var(getattr(proc, var))
+    return recorder, model

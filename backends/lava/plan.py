@@ -8,6 +8,11 @@ Layouts: every neuron layer and input keeps its neurons in a *Lava order*. It is
 order, except for layers next to a convolution, which Lava's `Conv` reads as (X, Y, C) where
 the IR has (C, H, W); `perm[i]` is the IR flat index of Lava neuron i.
 
+Pieces: a graph mapped onto cores (`graph.placement`) runs each layer's neurons on one core,
+a *piece*, as their own neuron process (`LayerSpec.pieces`); the layer's Lava order is its
+pieces' orders one after the other. `ProcSpec.core` says which core a process belongs to
+(None: the host, or an unplaced graph).
+
 Time: `depth` is the number of Lava steps between a layer's IR step and the Lava step on which
 it emits it (each `Dense`/`Sparse`/`Conv` adds one). A layer's IR step t is Lava step
 `t + depth` (counted from 0; Lava's own `time_step` is that plus one).
@@ -121,6 +126,9 @@ class ProcSpec:
     params: dict[str, Any]
     inputs: list[str]
     note: str = ""
+    #: The global core (`graph.placement`) of the neurons it updates or whose synapses it
+    #: holds (a connection process: its target's core); None: the host, or unplaced.
+    core: int | None = None
 
     @property
     def entry(self) -> Kind:
@@ -170,22 +178,43 @@ class LayerSpec:
     depth: int
     spiking: bool  # emits 0/1 spikes (else values: graded input or an LI readout)
     is_input: bool = False
+    #: (neuron process, neurons) of each piece, in Lava order (`perm` is theirs one after
+    #: the other); empty: one process named after the layer (and an input: the host's).
+    pieces: list[tuple[str, int]] = field(default_factory=list)
 
     @property
     def n(self) -> int:
         return int(np.prod(self.shape))
+
+    @property
+    def procs(self) -> list[str]:
+        """The neuron processes holding this layer, in its Lava order."""
+        return [name for name, _ in self.pieces] if self.pieces else [self.name]
+
+    def piece_perm(self, piece: str | None) -> np.ndarray:
+        """IR flat index of each Lava neuron of one piece (None: of the whole layer)."""
+        if piece is None:
+            return self.perm
+        start = 0
+        for name, n in self.pieces or [(self.name, self.n)]:
+            if name == piece:
+                return self.perm[start:start + n]
+            start += n
+        raise KeyError(f"layer {self.name!r} has no piece {piece!r}")
 
 
 @dataclass
 class CountSpec:
     """How to count one IR projection's synaptic events from Lava: the Lava process whose
     weights are read back, the IR source whose recorded spikes it receives, and the IR delay
-    between them."""
+    between them. A projection split into pieces has one per connection process, each reading
+    one `piece` of its source (None: the whole source, in its Lava order)."""
 
     node: str
     proc: str
     source: str
     delay: int
+    piece: str | None = None
 
 
 @dataclass
@@ -207,6 +236,17 @@ class Plan:
     def max_depth(self) -> int:
         return max([layer.depth for layer in self.layers] + [0])
 
+    @property
+    def placed(self) -> bool:
+        """Lowered from a graph mapped onto cores (its processes name their cores)."""
+        return any(p.core is not None for p in self.procs)
+
+    @property
+    def n_processes(self) -> int:
+        """Lava processes one run of the plan starts: its own, a source per input and a
+        recorder per neuron process."""
+        return len(self.procs) + len(self.inputs) + sum(len(x.procs) for x in self.layers)
+
     def proc(self, name: str) -> ProcSpec:
         for p in self.procs:
             if p.name == name:
@@ -225,10 +265,10 @@ class Plan:
         return not any(p.is_image for p in self.procs)
 
     def report(self) -> list[dict[str, Any]]:
-        """One row per Lava process: name, kind, IR node, stock (deployable) or custom."""
+        """One row per Lava process: name, kind, IR node, core, stock (deployable) or custom."""
         rows = []
         for p in self.procs:
-            rows.append({"process": p.name, "kind": p.kind, "node": p.node,
+            rows.append({"process": p.name, "kind": p.kind, "node": p.node, "core": p.core,
                          "deployable": p.stock,
                          "note": p.note or ("stock Lava 0.10 process" if p.stock else
                                             "custom bit-accurate model, CPU simulation only")})
@@ -253,7 +293,7 @@ class Plan:
             "inputs": [_layer_doc(x, stash, f"input/{x.name}") for x in self.inputs],
             "layers": [_layer_doc(x, stash, f"layer/{x.name}") for x in self.layers],
             "procs": [{"name": p.name, "kind": p.kind, "node": p.node, "inputs": p.inputs,
-                       "note": p.note,
+                       "note": p.note, "core": p.core,
                        "params": {k: stash(f"{p.name}/{k}", v) for k, v in p.params.items()}}
                       for p in self.procs],
             "outputs": [asdict(o) for o in self.outputs],
@@ -276,14 +316,15 @@ class Plan:
 
         def layer(d: dict[str, Any]) -> LayerSpec:
             return LayerSpec(d["name"], tuple(d["shape"]), unstash(d["perm"]), d["depth"],
-                             d["spiking"], d["is_input"])
+                             d["spiking"], d["is_input"],
+                             [(str(n), int(k)) for n, k in d.get("pieces", [])])
 
         return cls(
             inputs=[layer(d) for d in doc["inputs"]],
             layers=[layer(d) for d in doc["layers"]],
             procs=[ProcSpec(d["name"], d["kind"], d["node"],
                             {k: unstash(v) for k, v in d["params"].items()}, d["inputs"],
-                            d["note"]) for d in doc["procs"]],
+                            d["note"], d.get("core")) for d in doc["procs"]],
             outputs=[OutputSpec(d["name"], [(s, int(k)) for s, k in d["sources"]])
                      for d in doc["outputs"]],
             counts=[CountSpec(**d) for d in doc["counts"]],
@@ -294,4 +335,4 @@ class Plan:
 def _layer_doc(layer: LayerSpec, stash, key: str) -> dict[str, Any]:
     return {"name": layer.name, "shape": list(layer.shape), "perm": stash(f"{key}/perm",
             layer.perm), "depth": layer.depth, "spiking": layer.spiking,
-            "is_input": layer.is_input}
+            "is_input": layer.is_input, "pieces": [list(p) for p in layer.pieces]}

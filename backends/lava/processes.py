@@ -1,7 +1,8 @@
 """A `Plan` -> live Lava processes (importing this module imports Lava, not nmcompile).
 
 `build` makes the processes of a plan, wires them, and optionally attaches a `RingBuffer` per
-graph input and an `Extractor` per neuron layer. A batch of B samples is one network holding
+graph input and an `Extractor` per neuron process (a layer's, or each of its pieces' when the
+graph is mapped onto cores). A batch of B samples is one network holding
 B copies side by side (block-diagonal weights, B * n neurons per layer); Lava's `Conv` reads a
 single image, so plans with one are built for B = 1.
 """
@@ -50,8 +51,10 @@ class LavaNetwork:
     - `processes`: Lava process name -> process (neuron layers are named after IR nodes).
     - `input_ports`: graph input -> the in-ports it feeds; connect a source of shape
       (batch * n,) in Lava order (`plan.layer(name).perm`) with `connect_input`.
-    - `output_ports`: neuron layer -> its `s_out`; layer L emits IR step t on Lava step
-      t + `plan.layer(L).depth` (0-based), in Lava order.
+    - `output_ports`: neuron process -> its `s_out`: a layer's own, or each piece's
+      (`plan.layer(L).procs`, the layer's Lava order split in that order) for a layer mapped
+      onto several cores; layer L emits IR step t on Lava step t + `plan.layer(L).depth`
+      (0-based), in Lava order.
     - `model_map`: process -> model, for `run_cfg()`; extend it with your own processes.
     """
 
@@ -76,7 +79,7 @@ class LavaNetwork:
     @property
     def top(self) -> AbstractProcess:
         """A process to call `run` on (Lava runs everything connected to it)."""
-        return self.processes[self.plan.layers[0].name] if self.plan.layers else \
+        return self.processes[self.plan.layers[0].procs[0]] if self.plan.layers else \
             next(iter(self.processes.values()))
 
 
@@ -161,7 +164,7 @@ def build(plan: Plan, batch: int = 1, inputs: Mapping[str, np.ndarray] | None = 
 
     `inputs`: graph input -> RingBuffer data (batch * n, steps) in Lava order; without it,
     `input_ports` says where to connect your own sources. `record_steps`: attach an
-    `Extractor` per neuron layer able to buffer that many steps.
+    `Extractor` per neuron process able to buffer that many steps (`recorders`, by process).
     """
     procs: dict[str, AbstractProcess] = {}
     model_map: dict[AbstractProcess, type] = {}
@@ -178,17 +181,18 @@ def build(plan: Plan, batch: int = 1, inputs: Mapping[str, np.ndarray] | None = 
                 input_ports[src].append(dst)
             else:
                 _connect(_out_port(procs[src], specs[src]), dst)
+    neurons = [name for layer in plan.layers for name in layer.procs]
     net = LavaNetwork(plan, batch, procs, input_ports,
-                      {layer.name: procs[layer.name].s_out for layer in plan.layers}, model_map)
+                      {name: procs[name].s_out for name in neurons}, model_map)
     for name, data in (inputs or {}).items():
         ring = RingBuffer(data=np.asarray(data, dtype=np.int32))
         net.sources[name] = ring
         model_map[ring] = PySendModelFixed
         net.connect_input(name, ring.s_out)
     if record_steps:
-        for layer in plan.layers:
-            ex = Extractor(shape=(layer.n * batch,), buffer_size=record_steps + 1)
-            procs[layer.name].s_out.connect(ex.in_port)
-            net.recorders[layer.name] = ex
+        for name in neurons:
+            ex = Extractor(shape=procs[name].s_out.shape, buffer_size=record_steps + 1)
+            procs[name].s_out.connect(ex.in_port)
+            net.recorders[name] = ex
             model_map[ex] = PyLoihiExtractorModel
     return net

@@ -28,13 +28,15 @@ from typing import Any
 import numpy as np
 
 
-def execute(jobs: list[tuple[Any, int, dict[str, np.ndarray], int]], timeout_s: float,
+def execute(jobs: list[tuple[Any, int, dict[str, np.ndarray], int, bool]], timeout_s: float,
             scratch: Path) -> list[dict[str, np.ndarray]]:
     """Build several lowered networks side by side, run them as one Lava run, read them back.
 
-    A job is (plan, batch, RingBuffer data by input, steps). One run saves Lava's fixed cost
-    (compiling, forking, the shared-memory server) for every network but the first. Per job:
-    `rec/<layer>` (steps, batch * n) outputs of every neuron layer in Lava order;
+    A job is (plan, batch, RingBuffer data by input, steps, whether to record u and v). One
+    run saves Lava's fixed cost (compiling, forking, the shared-memory server) for every
+    network but the first. Per job: `rec/<process>` (steps, batch * n) outputs of every
+    neuron process (a layer, or a piece of one) in Lava order; with states,
+    `state/<process>/u` and `.../v` (steps, batch * n) after every step;
     `fanout/<proc>` synapses per input neuron of each counted connection process, from the
     weights Lava holds after the run; `weights_ok/<proc>` whether those are the weights the
     lowering asked for. The weight reader also holds a RefPort to every neuron layer's v, so
@@ -43,14 +45,15 @@ def execute(jobs: list[tuple[Any, int, dict[str, np.ndarray], int]], timeout_s: 
     """
     from backends.lava.fanout import conv_fanout, matrix_fanout, sparse_fanout
     from backends.lava.isolation import run_guarded
-    from backends.lava.models import weight_reader
+    from backends.lava.models import state_recorder, weight_reader
     from backends.lava.processes import build, replicate
 
     t0 = time.perf_counter()
     steps = max(job[3] for job in jobs)
     nets, read_back = [], []  # read_back: (job, proc name) per reader port, None: a link
     sources = []
-    for k, (plan, batch, ring, _) in enumerate(jobs):
+    traced: list[tuple[int, str, str]] = []  # (job, neuron process, var) per recorded trace
+    for k, (plan, batch, ring, _, states) in enumerate(jobs):
         padded = {name: np.pad(data, ((0, 0), (0, steps - data.shape[1])))
                   for name, data in ring.items()}  # a RingBuffer replays: pad with silence
         net = build(plan, batch, padded, record_steps=steps)
@@ -61,16 +64,23 @@ def execute(jobs: list[tuple[Any, int, dict[str, np.ndarray], int]], timeout_s: 
             if kind.read_back:
                 sources.append((net.processes[name], kind.weights))
                 read_back.append((k, name))
-        for layer in plan.layers:  # join every layer (and so every network) into one run
-            sources.append((net.processes[layer.name], "v"))
+        neurons = [name for layer in plan.layers for name in layer.procs]
+        for name in neurons:  # join every layer (and so every network) into one run
+            sources.append((net.processes[name], "v"))
             read_back.append(None)
+        traced += [(k, name, var) for name in neurons for var in ("u", "v")] if states else []
     path = scratch / f"weights-{time.monotonic_ns()}.npz"
+    trace_path = scratch / f"states-{time.monotonic_ns()}.npz"
     model_map: dict[Any, type] = {}
     for net in nets:
         model_map.update(net.model_map)
     if sources:
         reader, model = weight_reader(sources, steps, str(path))
         model_map[reader] = model
+    if traced:
+        recorder, model = state_recorder(
+            [(nets[k].processes[name], var) for k, name, var in traced], steps, str(trace_path))
+        model_map[recorder] = model
 
     def read() -> list[dict[str, np.ndarray]]:
         return [{f"rec/{name}": np.stack([ex.receive() for _ in range(steps)])
@@ -86,9 +96,14 @@ def execute(jobs: list[tuple[Any, int, dict[str, np.ndarray], int]], timeout_s: 
     held = dict(np.load(path, allow_pickle=False)) if sources else {}
     path.unlink(missing_ok=True)
     weights = {where: held[f"w{i}"] for i, where in enumerate(read_back) if where}
+    held = dict(np.load(trace_path, allow_pickle=False)) if traced else {}
+    trace_path.unlink(missing_ok=True)
+    traces = {(k, f"state/{name}/{var}"): held[f"s{i}"].astype(np.int64)
+              for i, (k, name, var) in enumerate(traced)}
     results = []
-    for k, ((plan, batch, _, _), net, rec) in enumerate(zip(jobs, nets, outs, strict=True)):
+    for k, ((plan, batch, _, _, _), net, rec) in enumerate(zip(jobs, nets, outs, strict=True)):
         out = {key: np.rint(v).astype(np.int64) for key, v in rec.items()}
+        out |= {key: trace for (j, key), trace in traces.items() if j == k}
         for name in dict.fromkeys(c.proc for c in plan.counts):
             spec = plan.proc(name)
             p = replicate(spec, batch)
@@ -124,8 +139,9 @@ def main(scratch_dir: str) -> int:
                 with np.load(scratch / f"job{k}.npz", allow_pickle=False) as job:
                     ring = {key[len("ring/"):]: job[key] for key in job.files
                             if key.startswith("ring/")}
+                    states = "states" in job.files and bool(job["states"])
                     jobs.append((Plan.from_arrays(job, "plan/"), int(job["batch"]), ring,
-                                 int(job["steps"])))
+                                 int(job["steps"]), states))
             results = execute(jobs, max(deadline - time.time(), 1.0), scratch)
             for k, result in zip(group, results, strict=True):
                 result["torch_imported"] = np.array("torch" in sys.modules)

@@ -6,6 +6,8 @@ Steps, one module each:
   refusal of cycles whose IR delay is shorter than their Lava hops;
 - `layout`: the neuron order Lava uses for each layer ((X, Y, C) next to a convolution);
 - `warmup`: what each layer does before its first IR step (plain LIF, LIFReset, or gated);
+- `pieces`, `blocks`: a graph mapped onto cores (`graph.placement`) as one neuron process per
+  layer and core, and one connection process per (source piece, target piece) pair;
 - `neurons`, `projections`: one process spec per node, stock Lava where it is exact.
 """
 
@@ -18,23 +20,15 @@ import numpy as np
 from nmcompile.errors import LimitError, UnsupportedError
 from nmcompile.ir import Graph, Input, Output
 from nmcompile.ir.names import UniqueNames
-from nmcompile.ir.quantized import QLI, QConv2d, QDense, QSparse
+from nmcompile.ir.quantized import QLI, QDense
 
 from ..plan import CountSpec, LayerSpec, OutputSpec, Plan, ProcSpec
+from .blocks import Block, GroupBlocks, group_blocks
 from .layout import layouts
 from .links import NEURONS, PROJECTIONS, Link, collect_links
 from .neurons import custom_reasons, neuron_params, neuron_spec
-from .projections import (
-    conv_matrix,
-    conv_spec,
-    conv_stock,
-    delay_line,
-    dense_spec,
-    line_delays,
-    qsparse_spec,
-    sparse_spec,
-    split_delay,
-)
+from .pieces import Piece, core_groups, make_pieces, route, stock_pieces
+from .projections import conv_spec, delay_line, dense_spec, sparse_spec
 from .timing import CycleTooShortError, depths, extra_delay
 from .warmup import warmup_modes
 
@@ -53,11 +47,15 @@ class _Names(UniqueNames):
         super().__init__(taken, sep="#", first=2)
 
 
+# LOWER
 def lower(graph: Graph, graded_inputs: Iterable[str] = (), *,
           max_processes: int = MAX_PROCESSES) -> Plan:
     """Lower a quantised graph. `graded_inputs` names inputs that carry values other than 0/1
-    (their projections then read graded messages). A graph that needs more than
-    `max_processes` Lava processes is refused (`LimitError`) before any process spec is made."""
+    (their projections then read graded messages). A graph mapped onto cores
+    (`graph.placement`) becomes one neuron process per layer and core and one connection
+    process per (source piece, target piece) pair (`pieces.py`, `blocks.py`). A graph that
+    needs more than `max_processes` Lava processes is refused (`LimitError`) before any
+    process spec is made."""
     for name, node in graph.nodes.items():
         if not isinstance(node, SUPPORTED):
             raise UnsupportedError(
@@ -72,123 +70,210 @@ def lower(graph: Graph, graded_inputs: Iterable[str] = (), *,
         raise UnsupportedError("the graph has no neuron layer; the Lava backend runs neuron "
                                "layers and records their outputs")
     links = collect_links(graph)
+    groups = core_groups(graph, shapes, inputs + neurons)
+    stock = stock_pieces(graph, links, groups, shapes)
+    perms = layouts(graph, shapes, {n for s, _, t, _ in stock for n in (s, t)})
+    names = _Names(neurons)
+    pieces = make_pieces(groups, perms, names)
+    links = route(graph, links, pieces)
     depth = depths(inputs + neurons, links)
-    perms = layouts(graph, shapes)
 
     def spiking(name: str) -> bool:
         return name not in graded if name in inputs else not isinstance(graph[name], QLI)
 
     plan = Plan(
         inputs=[LayerSpec(n, shapes[n], perms[n], depth[n], spiking(n), True) for n in inputs],
-        layers=[LayerSpec(n, shapes[n], perms[n], depth[n], spiking(n)) for n in neurons],
+        layers=[_layer_spec(n, shapes[n], pieces[n], depth[n], spiking(n)) for n in neurons],
         procs=[], outputs=[], counts=[])
-    names = _Names(neurons)
-    feeds: dict[str, list[str]] = {n: [] for n in neurons}  # neuron -> processes into a_in
-    counted: set[tuple[str, str]] = set()
-
-    # One process chain per (source, projection, extra delay); it fans out to every target.
-    # Targets in another neuron order (next to a convolution) need their own rows.
-    groups: dict[tuple[str, str | None, int, bytes], list[Link]] = {}
-    for link in links:
-        key = (link.source, link.proj, extra_delay(link, depth), perms[link.target].tobytes())
-        groups.setdefault(key, []).append(link)
-    _check_processes(graph, groups, len(inputs), len(neurons), max_processes)
-    position = {n: i for i, n in enumerate(order)}
-    for (source, proj, extra, _), members in sorted(
-            groups.items(), key=lambda kv: (position[kv[1][0].target], kv[0][0], str(kv[0][1]))):
-        targets = sorted({link.target for link in members}, key=position.__getitem__)
-        last = _chain(plan, graph, shapes, perms, names, source, proj, extra, targets[0],
-                      not spiking(source))
-        for target in targets:
-            feeds[target].append(last)
-        if proj is not None and (proj, source) not in counted:
-            counted.add((proj, source))
-            plan.counts.append(CountSpec(proj, last, source, members[0].src_delay))
-
+    work = _link_groups(graph, shapes, groups, stock, pieces, links, depth, order)
+    _check_processes(graph, work, plan, max_processes)
+    wiring = _Wiring(plan, graph, shapes, names, {n: not spiking(n) for n in inputs + neurons})
+    for group in work:
+        wiring.group(group)
     custom = {n for n in neurons if custom_reasons(graph[n], neuron_params(
         graph[n], shapes[n], perms[n]))}
     modes = warmup_modes(graph, neurons, links, depth, custom)
     for n in neurons:
-        plan.procs.append(neuron_spec(n, graph[n], shapes[n], perms[n], feeds[n], modes[n],
-                                      depth[n]))
+        for piece in pieces[n]:  # a custom or gated layer is so in every piece
+            spec = neuron_spec(piece.name, graph[n], shapes[n], piece.perm,
+                               wiring.feeds.get(piece.name, []), modes[n], depth[n], layer=n)
+            spec.core = piece.core
+            plan.procs.append(spec)
     for name in graph.outputs:
         plan.outputs.append(OutputSpec(name, [(s, d) for s, d in graph.predecessors(name)]))
+    if graph.placement is not None:
+        plan.notes.append(_placement_note(graph, plan, pieces, neurons))
     return plan
 
 
-def _chain_length(graph: Graph, proj: str | None, extra: int) -> int:
-    """Processes `_chain` appends for one link group: its delay lines and its projection."""
-    if proj is None:
-        return len(line_delays(extra)) if extra else 0
-    node = graph[proj]
-    if isinstance(node, QConv2d) and conv_stock(node):
-        return (len(line_delays(extra)) if extra else 0) + 1
-    return len(split_delay(extra)[0]) + 1
+def _layer_spec(name: str, shape: tuple[int, ...], pieces: list[Piece], depth: int,
+                spiking: bool) -> LayerSpec:
+    """A neuron layer: its Lava order is its pieces' orders one after the other."""
+    perm = pieces[0].perm if len(pieces) == 1 else np.concatenate([p.perm for p in pieces])
+    split = [(p.name, p.n) for p in pieces] if len(pieces) > 1 else []
+    return LayerSpec(name, shape, perm, depth, spiking, pieces=split)
 
 
-def _check_processes(graph: Graph, groups: dict, n_inputs: int, n_neurons: int,
+def _link_groups(graph: Graph, shapes, groups, stock, pieces: dict[str, list[Piece]],
+                 links: list[Link], depth: dict[str, int], order: list[str]
+                 ) -> list[GroupBlocks]:
+    """The links grouped as their processes are shared: one group per (source, projection,
+    extra delay, route, target pieces), fanning out to every target layer of the group, in
+    the order the processes are made (by first target, source, projection)."""
+    keyed: dict[tuple, list[Link]] = {}
+    for link in links:
+        split = tuple(p.perm.tobytes() for p in pieces[link.target])
+        key = (link.source, link.proj, extra_delay(link, depth), link.via, split)
+        keyed.setdefault(key, []).append(link)
+    position = {n: i for i, n in enumerate(order)}
+    out = []
+    for (_, _, extra, _, _), members in sorted(
+            keyed.items(), key=lambda kv: (position[kv[1][0].target], kv[0][0], str(kv[0][1]))):
+        targets = sorted({link.target for link in members}, key=position.__getitem__)
+        out.append(group_blocks(graph, shapes, groups, stock, pieces, members, targets, extra))
+    return out
+
+
+def _check_processes(graph: Graph, work: list[GroupBlocks], plan: Plan,
                      max_processes: int) -> None:
-    """Count what the run would start (neuron and projection processes, delay lines, one
-    source per input and one recorder per layer, as `api.run_many` counts them) and refuse
-    more than `max_processes`, naming the longest delay."""
+    """Count what the run would start (neuron and connection processes, delay lines, one
+    source per input and one recorder per neuron process, as `api.run_many` counts them) and
+    refuse more than `max_processes`, naming what takes them: the pieces of a mapping, or
+    the longest delay."""
     if isinstance(max_processes, bool) or not isinstance(max_processes, int) \
             or max_processes < 1:
         raise LimitError(f"max_processes must be a positive integer, got {max_processes!r}")
-    chains = {key: _chain_length(graph, key[1], key[2]) for key in groups}
-    total = sum(chains.values()) + n_inputs + 2 * n_neurons
+    n_pieces = sum(len(layer.procs) for layer in plan.layers)
+    total = sum(g.processes() for g in work) + len(plan.inputs) + 2 * n_pieces
     if total <= max_processes:
         return
-    (source, proj, extra, _), _n = max(chains.items(), key=lambda kv: kv[0][2])
-    via = f" through {proj!r}" if proj else ""
+    if graph.placement is not None and n_pieces > len(plan.layers):
+        raise _placed_limit(graph, work, plan, total, max_processes)
+    group = max(work, key=lambda g: g.extra)
+    via = f" through {group.proj!r}" if group.proj else ""
     raise LimitError(f"the Lava lowering needs {total:,} Lava processes, more than "
-                     f"max_processes={max_processes}; the longest delay, {extra:,} extra "
-                     f"steps from {source!r}{via}, alone takes {_n} (a delay line per 64 "
-                     f"steps): shorten the edge delays, or pass max_processes={total} to "
-                     f"run it anyway")
+                     f"max_processes={max_processes}; the longest delay, {group.extra:,} "
+                     f"extra steps from {group.source!r}{via}, alone takes "
+                     f"{group.processes()} (a delay line per 64 steps): shorten the edge "
+                     f"delays, or pass max_processes={total} to run it anyway")
 
 
-def _chain(plan: Plan, graph: Graph, shapes, perms, names: _Names, source: str,
-           proj: str | None, extra: int, target: str, graded: bool) -> str:
-    """Append the processes realising one link group; return the name of the last one (or the
-    source itself for a direct link without extra delay)."""
-    upstream = source
-    n_src = int(np.prod(shapes[source]))
+def _placed_limit(graph: Graph, work: list[GroupBlocks], plan: Plan, total: int,
+                  max_processes: int) -> LimitError:
+    n_pieces = sum(len(layer.procs) for layer in plan.layers)
+    split = sum(len(layer.procs) > 1 for layer in plan.layers)
+    links = sum(b.kind != "direct" for g in work for b in g.blocks)
+    return LimitError(
+        f"the Lava lowering needs {total:,} Lava processes, more than "
+        f"max_processes={max_processes}: the mapping onto {graph.placement.n_cores} cores "
+        f"splits {split} of its {len(plan.layers)} neuron layers, {n_pieces} pieces in all "
+        f"(a neuron process and a recorder each), joined by {links:,} connection processes "
+        f"(one per pair of pieces with synapses); map the graph onto fewer, larger cores (a "
+        f"chip with more neurons per core, or strategy='sequential', which keeps each "
+        f"layer's neurons together), or pass max_processes={total} (the Lava backend's "
+        f"option) to run it anyway")
 
-    def lines(total: int, base: str) -> None:
-        nonlocal upstream
-        for d in line_delays(total) if total else []:
-            name = names(f"{base}.delay")
-            plan.procs.append(delay_line(name, n_src, d, graded, [upstream]))
-            upstream = name
 
-    if proj is None:
-        lines(extra, f"{source}->{target}")
-        return upstream
-    node = graph[proj]
-    perm_in, perm_out = perms[source], perms[target]
-    if isinstance(node, QConv2d) and conv_stock(node):
-        lines(extra, proj)
-        name = names(proj)
-        plan.procs.append(conv_spec(name, proj, node, shapes[source], shapes[proj], graded,
-                                    [upstream]))
+def _placement_note(graph: Graph, plan: Plan, pieces: dict[str, list[Piece]],
+                    neurons: list[str]) -> str:
+    placement = graph.placement
+    split = [f"{n} ({len(pieces[n])})" for n in neurons if len(pieces[n]) > 1]
+    chip = placement.chip.get("name", "?")
+    return (f"placed on {placement.n_cores} cores of chip {chip!r} ({placement.strategy} "
+            f"strategy): a neuron process per layer and core, a connection process per pair "
+            f"of pieces with synapses; layers split: {', '.join(split) or 'none'}")
+
+
+class _Wiring:
+    """Appends the processes of each link group to the plan; keeps what feeds each neuron
+    process (`feeds`, by process name) and which processes count each projection."""
+
+    def __init__(self, plan: Plan, graph: Graph, shapes: dict[str, tuple[int, ...]],
+                 names: _Names, graded: dict[str, bool]) -> None:
+        self.plan, self.graph, self.shapes, self.names = plan, graph, shapes, names
+        self.graded = graded  # source -> sends values, not 0/1 spikes
+        self.feeds: dict[str, list[str]] = {}
+        self.counted: set[tuple[str, str]] = set()
+
+    def group(self, group: GroupBlocks) -> None:
+        lines: dict[tuple[str, tuple[int, ...]], str] = {}
+        gathers: list[str] = []
+        split = any(b.source.name != group.source for b in group.blocks)
+        count = group.proj is not None and (group.proj, group.source) not in self.counted
+        if count:
+            self.counted.add((group.proj, group.source))
+        for block in group.blocks:
+            upstream = self._lines(group, block, lines, split)
+            if block.kind == "direct":
+                last = upstream
+            else:
+                gathered = group.via == "gather" and block.kind != "gather"
+                last = self._connection(group, block, gathers if gathered else [upstream],
+                                        split)
+            if block.kind == "gather":
+                gathers.append(last)
+                continue
+            for piece in block.feeds:
+                self.feeds.setdefault(piece.name, []).append(last)
+            if count and block.counted:
+                piece = block.source.name if split and group.via != "gather" else None
+                self.plan.counts.append(CountSpec(group.proj, last, group.source,
+                                                  group.src_delay, piece))
+
+    def _lines(self, group: GroupBlocks, block: Block,
+               made: dict[tuple[str, tuple[int, ...]], str], split: bool) -> str:
+        """The identity delay lines before a block, on its source piece (made once per piece
+        and delays in a group); the process the block reads from."""
+        source = block.source
+        if not block.lines:
+            return source.name
+        key = (source.name, block.lines)
+        if key not in made:
+            base = f"{group.proj or f'{group.source}->{group.targets[0]}'}.delay"
+            base += f"[{source.name}]" if split else ""
+            upstream = source.name
+            for d in block.lines:
+                name = self.names(base)
+                spec = delay_line(name, source.n, d, self.graded[group.source], [upstream])
+                spec.core = source.core
+                self.plan.procs.append(spec)
+                upstream = name
+            made[key] = upstream
+        return made[key]
+
+    def _connection(self, group: GroupBlocks, block: Block, inputs: list[str],
+                    split: bool) -> str:
+        if block.kind == "gather":
+            name = self.names(f"{group.proj}.gather[{block.source.name}]")
+        else:
+            base = group.proj or f"{group.source}->{group.targets[0]}"
+            whole = not split and block.target.name == block.target.layer
+            name = self.names(base if whole else
+                              f"{base}[{block.source.name}->{block.target.name}]")
+        spec = self._spec(group, block, name, inputs)
+        # a connection process holds its target's synapses; a gather routes its source's
+        spec.core = block.source.core if block.kind == "gather" else block.target.core
+        self.plan.procs.append(spec)
         return name
-    before, rest = split_delay(extra)
-    for d in before:
-        name = names(f"{proj}.delay")
-        plan.procs.append(delay_line(name, n_src, d, graded, [upstream]))
-        upstream = name
-    name = names(proj)
-    if isinstance(node, QDense):
-        spec: ProcSpec = dense_spec(name, proj, node, perm_in, perm_out, rest, graded,
-                                    [upstream])
-    elif isinstance(node, QSparse):
-        spec = qsparse_spec(name, proj, node, perm_in, perm_out, rest, graded, [upstream])
-    else:  # a convolution Lava's Conv cannot compute exactly: its unrolled matrix
-        rows, cols, values = conv_matrix(node, shapes[source], shapes[proj])
-        n_out, n_in = int(np.prod(shapes[proj])), n_src
-        spec = sparse_spec(name, proj, rows, cols, values, (n_out, n_in), node.weight_exp,
-                           perm_in, perm_out, rest, graded, [upstream],
-                           note=f"convolution unrolled to Sparse: Lava's Conv ignores "
-                                f"weight_exp ({node.weight_exp} < 0)")
-    plan.procs.append(spec)
-    return name
+
+    def _spec(self, group: GroupBlocks, block: Block, name: str, inputs: list[str]
+              ) -> ProcSpec:
+        graded = self.graded[group.source]
+        src, dst = block.source, block.target
+        node = self.graph[group.proj] if group.proj else None
+        if block.kind == "conv":
+            shape = self.shapes[group.proj]
+            whole = dst.n == int(np.prod(shape))
+            channels = None if whole else np.unique(dst.perm // (shape[1] * shape[2]))
+            return conv_spec(name, group.proj, node, self.shapes[group.source], shape, graded,
+                             inputs, channels)
+        if block.kind == "dense":
+            assert isinstance(node, QDense)
+            return dense_spec(name, group.proj, node, src.perm, dst.perm, block.rest, graded,
+                              inputs)
+        rows, cols, values = block.coo
+        own = block.kind == "sparse"  # else identities: a selection or a gather
+        exp = node.weight_exp if own else 0
+        return sparse_spec(name, group.proj if own else None, rows, cols, values,
+                           (dst.n, src.n), exp, np.arange(src.n), np.arange(dst.n),
+                           block.rest, graded, inputs, note=block.note)

@@ -21,13 +21,22 @@ def hwc_perm(shape: tuple[int, ...]) -> np.ndarray:
     return np.arange(c * h * w, dtype=np.int64).reshape(c, h, w).transpose(1, 2, 0).ravel()
 
 
-def layouts(graph: Graph, shapes: dict[str, tuple[int, ...]]) -> dict[str, np.ndarray]:
-    """Layer or input name -> perm (Lava index -> IR flat index), for every node."""
+def image_nodes(graph: Graph) -> set[str]:
+    """The sources and targets of every convolution Lava's `Conv` computes (unplaced graph)."""
     image: set[str] = set()
     for name, node in graph.nodes.items():
         if isinstance(node, QConv2d) and conv_stock(node):
             image.update(src for src, _ in graph.predecessors(name))
             image.update(dst for dst, _ in graph.successors(name))
+    return image
+
+
+def layouts(graph: Graph, shapes: dict[str, tuple[int, ...]],
+            image: set[str] | None = None) -> dict[str, np.ndarray]:
+    """Layer or input name -> perm (Lava index -> IR flat index), for every node. `image`:
+    the nodes next to a stock `Conv` (default `image_nodes(graph)`; a placed graph names the
+    ones its stock pieces touch)."""
+    image = image_nodes(graph) if image is None else image
     out = {}
     for name, shape in shapes.items():
         n = int(np.prod(shape))

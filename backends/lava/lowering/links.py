@@ -3,6 +3,11 @@
 Lava has no process for a bare summation or a chain of projections, so the lowering reads the
 graph as *links*: a source (an input or a neuron layer) reaching a neuron layer either through
 one projection (one Lava hop) or directly (no hop), with the IR delay of the whole path.
+
+A graph mapped onto cores (`graph.placement`) may need a hop more on some links (`Link.via`,
+see `pieces.route`): a direct link between layers split differently goes through a selection
+`Sparse`, and a projection whose source is split and whose flooring shift would not survive
+the split gathers the source's pieces first.
 """
 
 from __future__ import annotations
@@ -25,6 +30,9 @@ class Link:
     """`source` reaches neuron layer `target` through projection `proj` (None: directly).
 
     `delay` is the IR delay of the whole path; `src_delay` the part on source -> proj.
+    `via`: "" (as the graph says), "select" (a direct link through a selection `Sparse`: one
+    hop) or "gather" (the source's pieces gathered into one vector before the projection: one
+    hop more).
     """
 
     source: str
@@ -32,10 +40,13 @@ class Link:
     target: str
     delay: int
     src_delay: int
+    via: str = ""
 
     @property
     def hops(self) -> int:
-        return 0 if self.proj is None else 1
+        if self.proj is None:
+            return 1 if self.via == "select" else 0
+        return 2 if self.via == "gather" else 1
 
 
 def is_source(graph: Graph, name: str) -> bool:

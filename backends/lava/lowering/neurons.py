@@ -66,10 +66,14 @@ def neuron_params(node: Any, shape: tuple[int, ...], perm: np.ndarray) -> dict[s
 
 
 def neuron_spec(name: str, node: Any, shape: tuple[int, ...], perm: np.ndarray,
-                inputs: list[str], mode: str, depth: int) -> ProcSpec:
-    """`mode` is the layer's warm-up mode (see `warmup.py`): "plain" -> `LIF`, "reset" ->
-    `LIFReset` cleared on its first IR step, "gated" -> `FixedNeuron` started then."""
-    n = int(np.prod(shape))
+                inputs: list[str], mode: str, depth: int, layer: str | None = None
+                ) -> ProcSpec:
+    """The process of the neurons `perm` (IR flat indices, in Lava order) of a layer of
+    `shape`: all of them, or one piece (`layer` names the IR node; default `name`). `mode`
+    is the layer's warm-up mode (see `warmup.py`): "plain" -> `LIF`, "reset" -> `LIFReset`
+    cleared on its first IR step, "gated" -> `FixedNeuron` started then."""
+    n = int(perm.size)
+    layer = layer or name
     params = neuron_params(node, shape, perm)
     reasons = custom_reasons(node, params)
     if not reasons and mode != "gated":
@@ -79,8 +83,8 @@ def neuron_spec(name: str, node: Any, shape: tuple[int, ...], perm: np.ndarray,
                  "bias_mant": _compact(params["bias_mant"]),
                  "bias_exp": _compact(params["bias_exp"])}
         if mode == "plain":
-            return ProcSpec(name, "LIF", name, stock, inputs)
-        return ProcSpec(name, "LIFReset", name, {
+            return ProcSpec(name, "LIF", layer, stock, inputs)
+        return ProcSpec(name, "LIFReset", layer, {
             **stock, "reset_interval": RESET_INTERVAL, "reset_offset": depth + 1}, inputs,
             note=f"state cleared on Lava step {depth + 1}, its first IR step (pipeline fill)")
     if not reasons:
@@ -90,4 +94,4 @@ def neuron_spec(name: str, node: Any, shape: tuple[int, ...], perm: np.ndarray,
             **{k: _compact(v) for k, v in params.items()},
             "spiking": not isinstance(node, QLI), "adaptive": isinstance(node, QALIF),
             "subtract": getattr(node, "reset", "zero") == "subtract", "start": depth}
-    return ProcSpec(name, "FixedNeuron", name, full, inputs, note="; ".join(reasons))
+    return ProcSpec(name, "FixedNeuron", layer, full, inputs, note="; ".join(reasons))

@@ -145,20 +145,41 @@ def conv_stock(node: QConv2d) -> bool:
 
 
 def conv_spec(name: str, node_name: str, node: QConv2d, in_shape: tuple[int, ...],
-              out_shape: tuple[int, ...], graded: bool, inputs: list[str]) -> ProcSpec:
+              out_shape: tuple[int, ...], graded: bool, inputs: list[str],
+              channels: np.ndarray | None = None) -> ProcSpec:
+    """A stock `Conv`; `channels`: only these output channels (ascending; a piece of a
+    layer split over cores, groups == 1), by their slice of the kernel."""
     c, h, w = in_shape
     co, ho, wo = out_shape
+    weight = node.weight if channels is None else node.weight[channels]
+    co = weight.shape[0]
     # IR (C_out, C_in/g, kh, kw) cross-correlation -> Lava (C_out, X=kh, Y=kw, C_in/g)
     # convolution: flip both spatial axes, then move C_in last.
     # int64 before the shift: the IR stores the kernel narrow (an int8 << 7 would wrap)
-    kernel = node.weight.astype(np.int64)[:, :, ::-1, ::-1].transpose(0, 2, 3, 1) \
+    kernel = weight.astype(np.int64)[:, :, ::-1, ::-1].transpose(0, 2, 3, 1) \
         << node.weight_exp
     params = {"weight": np.ascontiguousarray(kernel), "input_shape": (h, w, c),
               "output_shape": (ho, wo, co), "padding": tuple(node.padding),
               "stride": tuple(node.stride), "dilation": tuple(node.dilation),
               "groups": int(node.groups), "num_message_bits": message_bits(graded)}
-    note = "weight_exp folded into the kernel" if node.weight_exp else ""
-    return ProcSpec(name, "Conv", node_name, params, inputs, note)
+    notes = ["weight_exp folded into the kernel"] if node.weight_exp else []
+    if channels is not None:
+        notes.append(f"output channels {_ranges(channels)} of {node.weight.shape[0]}")
+    return ProcSpec(name, "Conv", node_name, params, inputs, "; ".join(notes))
+
+
+def _ranges(values: np.ndarray) -> str:
+    """Sorted integers as ranges: 0-3, 6, 8-9."""
+    out: list[str] = []
+    start = prev = None
+    for v in [int(x) for x in values] + [None]:
+        if v is not None and prev is not None and v == prev + 1:
+            prev = v
+            continue
+        if start is not None:
+            out.append(f"{start}-{prev}" if prev != start else f"{start}")
+        start = prev = v
+    return ", ".join(out)
 
 
 def conv_matrix(node: QConv2d, in_shape: tuple[int, ...], out_shape: tuple[int, ...]

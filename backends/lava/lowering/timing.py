@@ -77,8 +77,25 @@ def _cycle_error(start: str, pred: dict[str, Link]) -> CycleTooShortError:
     delay = sum(link.delay for link in cycle)
     return CycleTooShortError(
         f"cycle {' -> '.join(names)} has IR delay {delay} but {hops} Lava hop(s) (each "
-        f"Dense/Sparse/Conv adds one step); Lava can run a cycle only when its delay is at "
-        f"least its hops: give the cycle's edges {hops - delay} more step(s) of delay")
+        f"Dense/Sparse/Conv adds one step{_mapped_hops(cycle)}); Lava can run a cycle only "
+        f"when its delay is at least its hops: give the cycle's edges {hops - delay} more "
+        f"step(s) of delay")
+
+
+def _mapped_hops(cycle: Sequence[Link]) -> str:
+    """What the mapping onto cores adds to a cycle's hops (`Link.via`), for its error."""
+    parts = []
+    for link in cycle:
+        if link.via == "gather":
+            parts.append(f"{link.proj!r} gathers the pieces of {link.source!r} first (its "
+                         f"flooring shift must see the whole sum): one more")
+        elif link.via == "select":
+            parts.append(f"the direct link {link.source!r} -> {link.target!r} joins layers "
+                         f"split over cores differently through a selection Sparse: one")
+    if not parts:
+        return ""
+    return "; the mapping onto cores adds hops: " + "; ".join(parts) + \
+        " (place these layers on one core each to avoid them)"
 
 
 def extra_delay(link: Link, d: dict[str, int]) -> int:

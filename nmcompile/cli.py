@@ -80,6 +80,13 @@ def _map_chip_help() -> str:
             f"loihi2) or a chip TOML file of your own (docs/mapping.md)")
 
 
+def _devices() -> list[str]:
+    """The energy devices found now (built in, and in $NMCOMPILE_DEVICES)."""
+    from .analysis.energy import available
+
+    return sorted(available())
+
+
 def _chip_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chip", metavar="NAME|FILE", help=_chip_help)
 
@@ -588,8 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="loihi", metavar="NAMES",
                    help="comma-separated device names or TOML files (default: loihi); "
-                   "built in: loihi, truenorth, spinnaker, spinnaker2, cpu, gpu, arm, "
-                   "ann-int8-45nm, ann-fp32-45nm")
+                   "found now: " + ", ".join(_devices()))
     p.add_argument("--devices-dir", action="append", metavar="DIR",
                    help="also look for device TOML files here (repeatable)")
     p.add_argument("--backend", default=None,

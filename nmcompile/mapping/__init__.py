@@ -56,21 +56,32 @@ def map_graph(graph: Graph, chip: str | Path | Chip = "loihi2", *, strategy: str
     host = _host_layers(graph, host_layers)
     refuse_unfit(graph, chip, host)
     shapes = graph.shapes()
-    per_neuron = _rates(graph, shapes, rates, inputs)
-    made = (partition.sequential(graph, chip, cores, host) if strategy == "sequential"
-            else partition.traffic(graph, chip, per_neuron, objective, cores, host))
-    units, part, n = made["units"], made["part"], made["n"]
-    if cores:
-        part, n = partition.at_least(graph, chip, units, part, n, cores, per_neuron, shapes)
-    pairs = made.get("pairs") or partition.pairs_of(graph, units)
-    units, part, n, pairs = partition._split_until_fit(graph, chip, units, part, n, pairs)
-    sizes = {k: math.prod(s) for k, s in shapes.items()}
-    per_neuron = {k: partition._expand(units[k], sizes[k], part[k]) for k in units}
+    rate = _rates(graph, shapes, rates, inputs)
+
+    def cut(made: dict[str, Any]) -> tuple[dict[str, np.ndarray], int, Any]:
+        """(part per neuron by layer, parts, sparse pairs): `cores` met, every part fitted."""
+        units, part, n, pairs = made["units"], made["part"], made["n"], made["pairs"]
+        if cores and n < cores:
+            units, part, n = partition.at_least(graph, chip, units, part, n, cores, rate,
+                                                shapes)
+            pairs = partition.pairs_of(graph, units)
+        units, part, n, pairs = partition._split_until_fit(graph, chip, units, part, n, pairs)
+        return {k: partition._expand(units[k], math.prod(shapes[k]), part[k])
+                for k in units}, n, pairs
+
+    parts, n, pairs = cut(partition.sequential(graph, chip, cores, host))
     if strategy == "sequential":
         where = partition.place_in_order(n)
     else:
-        where = partition.place_by_traffic(chip, *_part_traffic(made, per_neuron, n))
-    placed = {k: where[v] for k, v in per_neuron.items()}
+        # METIS weighs neurons and synaptic memory, not input axons: where its parts break
+        # the axons so often that the re-cuts take more cores than consecutive pieces (a
+        # convolution over many channels: the DVS CNN), the pieces are kept, placed by traffic
+        made = partition.traffic(graph, chip, rate, objective, cores, host, beat=n)
+        metis = cut(made) if made is not None else None
+        if metis is not None and metis[1] <= n:
+            parts, n, pairs = metis
+        where = partition.place_by_traffic(chip, *_part_traffic(graph, parts, n, rate, pairs))
+    placed = {k: where[v] for k, v in parts.items()}
     check(graph, chip, placed, int(where.max()) + 1, pairs)
     out = copy.copy(graph)  # the nodes are shared (read-only); only the placement is new
     out.placement = Placement(dict(chip.doc), strategy, placed)
@@ -115,15 +126,26 @@ def _rates(graph: Graph, shapes, rates, inputs) -> dict[str, np.ndarray]:
     return out
 
 
-def _part_traffic(made, per_neuron: dict[str, np.ndarray], n: int
-                  ) -> tuple[np.ndarray, np.ndarray]:
-    """Traffic between parts and from the host to each part, from the unit graph (a unit
-    cut in two since counts with the part of its first neuron)."""
-    ids, edges = made["ids"], made["edges"]
-    n_units = edges.shape[0]
-    label = np.full(n_units, n, np.int64)  # n: the host (input units)
-    for k, parts in per_neuron.items():
-        label[ids[k][::-1]] = parts[::-1]  # reversed: the first neuron's part is kept
-    agg = sp.coo_matrix((np.ones(n_units), (np.arange(n_units), label)), shape=(n_units, n + 1))
-    between = (agg.T @ edges @ agg).toarray()
-    return between[:n, :n], between[n, :n]
+def _part_traffic(graph: Graph, parts: dict[str, np.ndarray], n: int,
+                  rate: dict[str, np.ndarray], pairs) -> tuple[sp.csr_matrix, np.ndarray]:
+    """Messages per step between parts (n x n) and between the host and each part (inputs
+    in, readouts on the host out), from the rates: what `place_by_traffic` weighs."""
+    shapes = graph.shapes()
+    between = sp.csr_matrix((n, n))
+    host = np.zeros(n)
+    for link in links(graph):
+        proj = graph[link.proj] if link.proj else None
+        if link.target not in parts:  # to a readout on the host: a message per spike
+            if link.source in parts:
+                host += np.bincount(parts[link.source], rate[link.source], n)
+            continue
+        if link.source in parts:
+            between = between + partition.reach(
+                proj, shapes[link.source], shapes[link.target], parts[link.source],
+                parts[link.target], rate[link.source], n, n, pairs.get(link))
+        else:
+            m = partition.reach(proj, shapes[link.source], shapes[link.target],
+                                np.zeros(rate[link.source].size, np.int64), parts[link.target],
+                                rate[link.source], 1, n, pairs.get(link))
+            host += np.asarray(m.sum(axis=0)).reshape(-1)
+    return between.tocsr(), host

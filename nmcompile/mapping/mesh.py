@@ -84,3 +84,52 @@ def route(chip: Chip, src: int, dst: int) -> list[Link]:
     if dst == HOST:
         links.append((x, y, -1, -1))
     return links
+
+
+def link_packets(chip: Chip, src: np.ndarray, dst: np.ndarray, msgs: np.ndarray,
+                 back: np.ndarray = (), back_msgs: np.ndarray = ()) -> dict[str, int]:
+    """Packets over each directed link ("x0,y0->x1,y1"; "host->x,y" and "x,y->host" for the
+    host port) when `msgs[i]` messages go from core `src[i]` (or HOST) to core `dst[i]`, and
+    `back_msgs[j]` from core `back[j]` to the host, each XY-routed as `route` walks it: every
+    route at once, a run of links along a row or column added as a difference and summed."""
+    src, dst = np.asarray(src, np.int64), np.asarray(dst, np.int64)
+    back = np.asarray(back, np.int64)
+    host = src == HOST
+    hx, hy = chip.host
+    sx, sy = tiles_of(chip, np.where(host, 0, src))
+    gx, gy = tiles_of(chip, dst)
+    bx, by = tiles_of(chip, back)
+    x0 = np.concatenate([np.where(host, hx, sx), bx])
+    y0 = np.concatenate([np.where(host, hy, sy), by])
+    x1 = np.concatenate([gx, np.full(back.size, hx)])
+    y1 = np.concatenate([gy, np.full(back.size, hy)])
+    m = np.concatenate([np.asarray(msgs, np.int64), np.asarray(back_msgs, np.int64)])
+    w = int(max(x0.max(initial=0), x1.max(initial=0), hx)) + 2
+    h = int(max(y0.max(initial=0), y1.max(initial=0), hy)) + 2
+
+    def runs(axis: int, row, start, stop, sel) -> np.ndarray:
+        """Packets per link of runs along `axis` (1: x), entries start..stop-1 on `row`."""
+        diff = np.zeros((h + 1, w + 1), np.int64)
+        at = (row[sel], start[sel]) if axis == 1 else (start[sel], row[sel])
+        np.add.at(diff, at, m[sel])
+        at = (row[sel], stop[sel]) if axis == 1 else (stop[sel], row[sel])
+        np.add.at(diff, at, -m[sel])
+        return np.cumsum(diff, axis=axis)
+
+    out: dict[str, int] = {}
+    entering = int(m[:src.size][host].sum())
+    if entering:
+        out[f"host->{hx},{hy}"] = entering
+    steps = {  # (packets[y, x] per link leaving tile (x, y), its step)
+        (1, 0): runs(1, y0, x0, x1, x1 > x0),
+        (-1, 0): runs(1, y0, x1 + 1, x0 + 1, x1 < x0),
+        (0, 1): runs(0, x1, y0, y1, y1 > y0),
+        (0, -1): runs(0, x1, y1 + 1, y0 + 1, y1 < y0),
+    }
+    for (dx, dy), packets in steps.items():
+        for y, x in zip(*np.nonzero(packets), strict=True):
+            out[f"{x},{y}->{x + dx},{y + dy}"] = int(packets[y, x])
+    leaving = int(np.asarray(back_msgs, np.int64).sum())
+    if leaving:
+        out[f"{hx},{hy}->host"] = leaving
+    return out

@@ -1,14 +1,13 @@
 """Partition every neuron layer into core-sized pieces and place the pieces on cores.
 
-Both strategies work on *units*: consecutive runs of a layer's flat neurons, whole rows of a
-(C, H, W) layer (so that no core splits a row: `reach` is then exact for convolutions) or
-blocks of `UNIT` neurons of a flat one, never larger than a core holds.
-
 - `sequential` (the baseline, what Lava's own compiler does): layers in schedule order, each
-  cut into consecutive pieces, the largest that fit a core (greedy over units, in order),
-  pieces on global cores 0, 1, 2, ... (tiles row-major, a tile's cores in turn).
-- `traffic`: a graph over the units (and the input units, which stay at the host), edge
-  weights the spikes per step one unit sends the other (firing rates times reach), cut by
+  cut into consecutive pieces, the longest that fit a core (bisection on exact counts,
+  `sources.run_sources`), pieces on global cores 0, 1, 2, ... (tiles row-major, a tile's
+  cores in turn).
+- `traffic` works on *units*: consecutive runs of a layer's flat neurons, whole rows of a
+  (C, H, W) layer where a row fits or blocks of at most `UNIT` neurons, never larger than a
+  core holds. A graph over the units (and the input units, which stay at the host), edge
+  weights the spikes per step one unit sends the other (firing rates times reach), is cut by
   METIS (`pymetis`: multilevel k-way partitioning, the standard tool and what SNEAP builds
   on; it cuts a 10^4-unit graph in well under a second) into as many parts as the capacity
   needs, then placed greedily: each part, in order of traffic, on the free core with the
@@ -21,8 +20,8 @@ the most synaptic events until there are at least N.
 
 from __future__ import annotations
 
-import itertools
 import math
+from collections.abc import Callable
 
 import numpy as np
 import scipy.sparse as sp
@@ -31,31 +30,37 @@ from ..errors import LimitError
 from ..ir import Graph
 from ..ir.neurons import Neuron
 from ..ir.quantized import QConv2d, QDense, QSparse
-from ..ir.synapses import axis_reads
 from . import mesh
 from .chips import Chip
 from .loads import LIMITS, Pairs, core_loads, kernel_bits, links, neuron_bits
-from .reach import fanin, reach, sparse_pairs
+from .reach import destinations, fanin, reach, sparse_pairs
+from .sources import run_sources
 
 UNIT = 64  # neurons per unit of a flat layer, at most an eighth of a core
+TRIES = 16  # cores a part tries per sweep of `_swaps`: those that cut its own cost most
 
 
 def unit_starts(shape: tuple[int, ...], bits: np.ndarray, chip: Chip, cores: int | None = None,
-                fan_in: float = 0.0) -> np.ndarray:
-    """Start indices of a layer's units (whole rows of a (C, H, W) layer): one unit for a
-    layer that fits a core, unless at least `cores` cores are asked for (then units small
-    enough to give each of them several). A unit holds at most a quarter of what one core's
-    input axons take at the layer's mean fan-in (`fan_in` source neurons per neuron), so
-    that a part can take the shape that shares its sources best."""
+                sources: Callable[[int, int], int] | None = None) -> np.ndarray:
+    """Start indices of a layer's units (whole rows of a (C, H, W) layer where a row fits):
+    one unit for a layer that fits a core, unless at least `cores` cores are asked for
+    (then units small enough to give each of them several). A unit is never wider than one
+    core's input axons take (`sources(a, b)`: the distinct source neurons of neurons a..b-1,
+    tried mid-layer), so that the units of a convolution's output channels that read the
+    same window can share one core."""
     n = math.prod(shape)
     if not cores and n <= chip.neurons and int(bits.sum()) <= chip.synapse_memory_bits:
         return np.zeros(1, np.int64)  # a layer that fits one core stays whole: its targets
         # share their sources, which a graph cut cannot see (one message per core, not unit)
     unit = max(1, min(UNIT, chip.neurons // 8,  # a core holds several: room to choose
-                      math.ceil(n / (4 * cores)) if cores else UNIT,
-                      int(4 * chip.input_axons / fan_in) if fan_in else UNIT))
+                      math.ceil(n / (4 * cores)) if cores else UNIT))
     per = max(1, int(bits.max(initial=0)))
-    step = max(1, min(unit, chip.neurons, chip.synapse_memory_bits // per))
+    step = max(1, min(unit, chip.neurons, chip.synapse_memory_bits // per, n))
+    if sources is not None:
+        mid = (shape[1] // 2) * shape[2] if len(shape) == 3 else n // 2
+        mid = min(mid, n - step)
+        while step > 1 and sources(mid, mid + step) > chip.input_axons:
+            step = max(1, step * 3 // 4)
     if len(shape) == 3 and step >= shape[-1]:
         step -= step % shape[-1]  # whole rows, never across a channel (H * W is a multiple)
     return np.arange(0, n, step)
@@ -68,11 +73,9 @@ def _units(graph: Graph, chip: Chip, cores: int | None, host: frozenset[str]
     out = {}
     for name in graph.schedule():
         if isinstance(graph[name], Neuron) and name not in host:
-            fan = sum(float(fanin(graph[ln.proj] if ln.proj else None, shapes[ln.source],
-                                  shapes[name]).mean())
-                      for ln in links(graph) if ln.target == name)
+            counts = [run_sources(graph, ln, shapes) for ln in links(graph) if ln.target == name]
             out[name] = unit_starts(shapes[name], neuron_bits(graph, chip, name, shapes), chip,
-                                    cores, fan)
+                                    cores, lambda a, b, c=counts: sum(f(a, b) for f in c))
     return out
 
 
@@ -125,21 +128,29 @@ def _split_until_fit(graph: Graph, chip: Chip, units: dict[str, np.ndarray],
                 n += 1
                 continue
             k, i = members[0]
-            start = int(units[k][i])
-            stop = int(units[k][i + 1]) if i + 1 < units[k].size else sizes[k]
-            row = shapes[k][-1] if len(shapes[k]) == 3 and stop - start > shapes[k][-1] else 1
-            mid = start + (stop - start) // (2 * row) * row  # whole rows while it has several
-            if mid <= start:
-                raise LimitError(f"neurons {start:,} to {stop - 1:,} of layer {k!r} do not fit "
-                                 f"one core of chip {chip.name!r} even alone (see `nmcompile "
-                                 f"map` for the core's limits); use a chip with larger cores")
-            units[k] = np.insert(units[k], i + 1, mid)
-            part[k] = np.insert(part[k], i + 1, n)
+            _cut_unit(units, part, k, i, n, shapes, chip)
             n += 1
             recut.add(k)
         if recut:
             pairs = {**pairs, **pairs_of(graph, {k: units[k] for k in recut})}
     raise LimitError(f"the mapping onto chip {chip.name!r} did not converge")
+
+
+def _cut_unit(units: dict[str, np.ndarray], part: dict[str, np.ndarray], k: str, i: int,
+              label: int, shapes, chip: Chip) -> None:
+    """Cut unit `i` of layer `k` in two (whole rows while it has several), its second half
+    in part `label`, in place."""
+    size = math.prod(shapes[k])
+    start = int(units[k][i])
+    stop = int(units[k][i + 1]) if i + 1 < units[k].size else size
+    row = shapes[k][-1] if len(shapes[k]) == 3 and stop - start >= 2 * shapes[k][-1] else 1
+    mid = start + (stop - start) // (2 * row) * row  # whole rows while it has two or more
+    if mid <= start:
+        raise LimitError(f"neurons {start:,} to {stop - 1:,} of layer {k!r} do not fit one "
+                         f"core of chip {chip.name!r} even alone (see `nmcompile map` for the "
+                         f"core's limits); use a chip with larger cores")
+    units[k] = np.insert(units[k], i + 1, mid)
+    part[k] = np.insert(part[k], i + 1, label)
 
 
 def _unit_costs(graph: Graph, chip: Chip, units: dict[str, np.ndarray]):
@@ -159,87 +170,87 @@ def _unit_costs(graph: Graph, chip: Chip, units: dict[str, np.ndarray]):
 
 def sequential(graph: Graph, chip: Chip, cores: int | None = None,
                host: frozenset[str] = frozenset()) -> dict[str, np.ndarray]:
-    """Per layer, the part of each unit: consecutive pieces, each the largest run of units
-    from where the last one ended that keeps the core's neurons, synaptic memory and input
-    axons (counted exactly, source by source) within the chip's limits."""
-    units = _units(graph, chip, cores, host)
-    costs = _unit_costs(graph, chip, units)
-    pairs = pairs_of(graph, units)
+    """Per layer, its pieces (as units, one part each): from where the last piece ended,
+    the longest run of neurons that keeps the core's neurons, synaptic memory and input
+    axons (`sources.run_sources`, exact) within the chip's limits, found by bisection.
+    `cores` is met afterwards (`at_least`)."""
     shapes = graph.shapes()
+    layers = [n for n in graph.schedule() if isinstance(graph[n], Neuron) and n not in host]
+    units, piece_of = {}, {}
+    for name in reversed(layers):  # a piece's output axons depend on its targets' pieces
+        units[name] = _pieces(graph, chip, name, shapes, piece_of)
+        piece_of[name] = _expand(units[name], math.prod(shapes[name]),
+                                 np.arange(units[name].size))
     part, n = {}, 0
-    for name, (neurons, bits) in costs.items():
-        feeds = [_unit_sources(graph, ln, units[name], pairs.get(ln), shapes)
-                 for ln in links(graph) if ln.target == name]
-        seen = [np.zeros(size, bool) for _, size in feeds]
-        labels = np.empty(neurons.size, np.int64)
-        used_n = used_b = used_a = 0
-        n_here = n
-        for i, (a, b) in enumerate(zip(neurons.tolist(), bits.tolist(), strict=True)):
-            fresh = [np.unique(ids[i]) for ids, _ in feeds]
-            new = [v[~mask[v]] for v, mask in zip(fresh, seen, strict=True)]
-            axons = sum(v.size for v in new)
-            if used_n and (used_n + a > chip.neurons or used_b + b > chip.synapse_memory_bits
-                           or used_a + axons > chip.input_axons):
-                n_here += 1
-                used_n = used_b = used_a = 0
-                for mask in seen:
-                    mask[:] = False
-                new = fresh
-                axons = sum(v.size for v in new)
-            for v, mask in zip(new, seen, strict=True):
-                mask[v] = True
-            labels[i] = n_here
-            used_n, used_b, used_a = used_n + a, used_b + b, used_a + axons
-        part[name] = labels
-        n = n_here + 1
-    return {"units": units, "part": part, "n": n, "pairs": pairs}
+    for name in layers:  # numbered in schedule order
+        units[name] = units.pop(name)
+        part[name] = np.arange(n, n + units[name].size)
+        n += units[name].size
+    return {"units": units, "part": part, "n": n, "pairs": pairs_of(graph, units)}
 
 
-def _unit_sources(graph: Graph, link, starts: np.ndarray, pairs, shapes):
-    """(per unit, the source neurons feeding it; the number of source neurons): a dense
-    projection's every source feeds every unit, a convolution's the windows of its
-    target rows' columns."""
-    proj = graph[link.proj] if link.proj else None
-    n_src = math.prod(shapes[link.source])
-    n_tgt = math.prod(shapes[link.target])
-    bounds = np.append(starts, n_tgt)
-    if proj is None:
-        return [np.arange(a, b) for a, b in itertools.pairwise(bounds)], n_src
-    if isinstance(proj, QDense):
-        every = np.arange(n_src)
-        return [every] * starts.size, n_src
-    if isinstance(proj, QSparse):
-        src, first = pairs
-        order = np.argsort(first, kind="stable")
-        cut = np.searchsorted(first[order], starts)
-        return np.split(src[order], cut[1:]), n_src
-    c, h, wd = shapes[link.source]
-    co, ho, wo = shapes[link.target]
-    kh, kw = proj.weight.shape[2:]
-    (sy, sx), (py, px), (dy, dx) = proj.stride, proj.padding, proj.dilation
-    pos_y, in_y = axis_reads(h, ho, kh, sy, py, dy)
-    pos_x, in_x = axis_reads(wd, wo, kw, sx, px, dx)
-    cin = c // proj.groups
-    out = []
-    for a, b in itertools.pairwise(bounds):
-        ids = []
-        for r in range(a // wo, (b - 1) // wo + 1):  # target rows (co * ho + oy) of the unit
-            c0, c1 = max(a, r * wo) - r * wo, min(b, (r + 1) * wo) - r * wo  # its columns
-            tco, toy = r // ho, r % ho
-            ys = pos_y[toy][in_y[toy]]
-            xs = np.unique(pos_x[c0:c1][in_x[c0:c1]])
-            cis = (tco // (co // proj.groups)) * cin + np.arange(cin)
-            ids.append(((cis[:, None, None] * h + ys[None, :, None]) * wd
-                        + xs[None, None, :]).reshape(-1))
-        out.append(np.concatenate(ids))
-    return out, c * h * wd
+def _pieces(graph: Graph, chip: Chip, name: str, shapes,
+            piece_of: dict[str, np.ndarray]) -> np.ndarray:
+    """Starts of `sequential`'s pieces of layer `name`, given the pieces of the layers it
+    feeds that are cut already (`piece_of`: per neuron, its piece)."""
+    size = math.prod(shapes[name])
+    into = [ln for ln in links(graph) if ln.target == name]
+    counts = [run_sources(graph, ln, shapes) for ln in into]
+    cum = np.concatenate([[0], np.cumsum(neuron_bits(graph, chip, name, shapes))])
+    out_axons = np.zeros(size, np.int64)
+    for ln in links(graph):
+        if ln.source == name and ln.target in piece_of:
+            tgt = piece_of[ln.target]
+            proj = graph[ln.proj] if ln.proj else None
+            pairs = None
+            if isinstance(proj, QSparse):
+                pairs = sparse_pairs(proj, tgt, np.flatnonzero(np.r_[True, np.diff(tgt) != 0]))
+            out_axons += destinations(proj, shapes[name], shapes[ln.target], tgt,
+                                      int(tgt.max(initial=-1)) + 1, pairs)
+    out_cum = np.concatenate([[0], np.cumsum(out_axons)])
+    kernel = sum(kernel_bits(graph[ln.proj], chip) for ln in into
+                 if ln.proj and isinstance(graph[ln.proj], QConv2d)
+                 and chip.conv_stored == "kernel")
+    channel = math.prod(shapes[name][1:]) if len(shapes[name]) == 3 else size
+
+    def fits(a: int, b: int) -> bool:
+        bits = int(cum[b] - cum[a]) + kernel * ((b - 1) // channel - a // channel + 1)
+        return bits <= chip.synapse_memory_bits and \
+            int(out_cum[b] - out_cum[a]) <= chip.output_axons and \
+            sum(count(a, b) for count in counts) <= chip.input_axons
+
+    starts, a, guess = [], 0, chip.neurons
+    while a < size:
+        if not fits(a, a + 1):
+            raise LimitError(f"neuron {a:,} of layer {name!r} does not fit one core of chip "
+                             f"{chip.name!r} even alone (see `nmcompile map` for the core's "
+                             f"limits); use a chip with larger cores")
+        lo, hi = a + 1, min(size, a + chip.neurons)  # lo fits; the end lies in lo..hi
+        probe = a + guess  # a layer's pieces tend to repeat their length: try it first
+        if lo < probe < hi:
+            if fits(a, probe):
+                lo = probe
+                if not fits(a, probe + 1):
+                    hi = probe
+            else:
+                hi = probe - 1
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if fits(a, mid):
+                lo = mid
+            else:
+                hi = mid - 1
+        starts.append(a)
+        guess, a = lo - a, lo
+    return np.asarray(starts, np.int64)
 
 
 def traffic(graph: Graph, chip: Chip, rates: dict[str, np.ndarray], objective: str,
-            cores: int | None = None, host: frozenset[str] = frozenset()
-            ) -> dict[str, np.ndarray]:
+            cores: int | None = None, host: frozenset[str] = frozenset(),
+            beat: int | None = None) -> dict[str, np.ndarray] | None:
     """Per layer, the part of each unit: METIS over the unit graph (module docstring), into
-    at least `cores` parts."""
+    at least `cores` parts; None as soon as the parts it needs exceed `beat` (the cores
+    another partition takes), before METIS is run for them."""
     import pymetis
 
     units = _units(graph, chip, cores, host)
@@ -289,8 +300,10 @@ def traffic(graph: Graph, chip: Chip, rates: dict[str, np.ndarray], objective: s
         size[at] = np.stack([neurons / chip.neurons, bits / chip.synapse_memory_bits], 1)
     sizes = {k: math.prod(shapes[k]) for k in units}
     for _ in range(8):  # more parts while the axons (which METIS does not weigh) overflow
-        if need >= n_units:  # METIS cannot cut fewer vertices than parts: one unit each
-            labels, need = np.arange(n_units), n_units
+        if beat is not None and 0.9 * need > beat:  # parts METIS fills, at least
+            return None
+        if need >= n_units or need > max(64, n_units // 2):  # under two units a part on
+            labels, need = np.arange(n_units), n_units  # average: METIS has nothing to choose
         elif need > 1:
             _, parts = pymetis.part_graph(need, pymetis.CSRAdjacency(sym.indptr, sym.indices),
                                           vweights=vweights, eweights=sym.data)
@@ -310,8 +323,7 @@ def traffic(graph: Graph, chip: Chip, rates: dict[str, np.ndarray], objective: s
     remap = np.full(need, -1, np.int64)
     remap[used] = np.arange(used.size)
     part = {k: remap[v] for k, v in part.items()}
-    return {"units": units, "part": part, "n": int(used.size), "ids": ids, "edges": edges,
-            "pairs": pairs}
+    return {"units": units, "part": part, "n": int(used.size), "pairs": pairs}
 
 
 def _rebalance(labels: np.ndarray, mapped: np.ndarray, size: np.ndarray, sym: sp.csr_matrix,
@@ -385,22 +397,27 @@ def _unit_events(graph, name, starts, rates, shapes) -> np.ndarray:
 
 
 def at_least(graph, chip, units, part, n, cores: int, rates, shapes):
-    """Cut the parts with the most synaptic events in two until there are `cores`."""
+    """Cut the part with the most synaptic events in two until there are `cores`: its units
+    in halves, or its one unit itself. Returns (units, part, n)."""
     while n < cores:
         events = np.zeros(n)
         for name, starts in units.items():
             np.add.at(events, part[name], _unit_events(graph, name, starts, rates, shapes))
-        order = np.argsort(-events)
-        for big in order:
+        for big in np.argsort(-events):
             members = [(k, i) for k in units for i in np.flatnonzero(part[k] == big)]
             if len(members) >= 2:
+                for k, i in members[len(members) // 2:]:
+                    part[k][i] = n
+                break
+            k, i = members[0]
+            stop = units[k][i + 1] if i + 1 < units[k].size else math.prod(shapes[k])
+            if stop - units[k][i] >= 2:
+                _cut_unit(units, part, k, i, n, shapes, chip)
                 break
         else:
-            break  # every part is one unit: no more cuts possible
-        for k, i in members[len(members) // 2:]:
-            part[k][i] = n
+            break  # every part is one neuron: no more cuts possible
         n += 1
-    return part, n
+    return units, part, n
 
 
 def place_in_order(n: int) -> np.ndarray:
@@ -408,53 +425,135 @@ def place_in_order(n: int) -> np.ndarray:
     return np.arange(n, dtype=np.int64)
 
 
-def place_by_traffic(chip: Chip, traffic_parts: np.ndarray, host: np.ndarray) -> np.ndarray:
+def place_by_traffic(chip: Chip, traffic_parts: sp.spmatrix, host: np.ndarray) -> np.ndarray:
     """Global core of each part: greedy, heaviest-communicating first, each on the free core
-    with the fewest traffic-weighted hops to the parts placed so far and to the host."""
+    with the fewest traffic-weighted hops to the parts placed so far and to the host, then
+    improved by swaps (`_swaps`). Each part looks at the cores within `RADIUS` tile columns
+    of its neighbours' weighted median column (the best column of an L1 cost; the window
+    widens until it holds a free core), so that placing 10^4 parts on a row of chips takes
+    seconds; a mesh of up to 2 RADIUS + 1 columns (two chips of 8) is searched whole."""
     n = traffic_parts.shape[0]
     candidates = np.arange(max(n, chip.cores * math.ceil(n / chip.cores)))
     cx, cy = mesh.tiles_of(chip, candidates)
-    dist = np.abs(cx[:, None] - cx[None, :]) + np.abs(cy[:, None] - cy[None, :])
     ew, ns = mesh.hops(chip, np.full(candidates.size, mesh.HOST), candidates)
-    from_host = ew + ns
-    sym = traffic_parts + traffic_parts.T
-    order = np.argsort(-(sym.sum(axis=1) + host))
+    from_host = (ew + ns).astype(np.float64)
+    sym = sp.csr_matrix(traffic_parts + traffic_parts.T)
+    sym.setdiag(0)
+    sym.eliminate_zeros()
+    near = _Near(sym, host, cx, cy, from_host)
     where = np.full(n, -1, np.int64)
     free = np.ones(candidates.size, bool)
-    placed: list[int] = []
-    for p in order:
-        cost = host[p] * from_host.astype(np.float64)
-        if placed:
-            cost = cost + dist[:, where[placed]] @ sym[p, placed]
-        cost[~free] = np.inf
-        core = int(np.argmin(cost))
+    for p in np.argsort(-(np.asarray(sym.sum(axis=1)).reshape(-1) + host), kind="stable"):
+        cand, cost = near.costs(int(p), where, free)
+        core = int(cand[np.argmin(cost)])
         where[p] = core
         free[core] = False
-        placed.append(int(p))
-    return _swaps(sym, host, where, dist, from_host)
+    return _swaps(sym, host, where, cx, cy, from_host)
 
 
-def _swaps(sym: np.ndarray, host: np.ndarray, where: np.ndarray, dist: np.ndarray,
-           from_host: np.ndarray, rounds: int = 500) -> np.ndarray:
-    """Improve a placement by the best swap of two parts (or of a part and a free core) while
-    one cuts the traffic-weighted hops. Free cores are parts with no traffic, so that a move
-    is a swap too. With A[p, c] = the cost of part p on core c given everyone else, swapping
-    p and q changes the cost by A[p, w_q] - A[p, w_p] + A[q, w_p] - A[q, w_q] + 2 T[p, q]
-    d(w_p, w_q) (the pair's own term does not change)."""
-    n, m = where.size, dist.shape[0]
-    t = np.zeros((m, m))
-    t[:n, :n] = sym
-    h = np.zeros(m)
-    h[:n] = host
-    free = np.setdiff1d(np.arange(m), where)
-    pos = np.concatenate([where, free]).astype(np.int64)  # slot of every part, dummies last
-    for _ in range(rounds):
-        a = t @ dist[pos, :] + h[:, None] * from_host[None, :]
-        aw = a[:, pos]
-        own = np.diag(aw)
-        delta = aw - own[:, None] + aw.T - own[None, :] + 2 * t * dist[np.ix_(pos, pos)]
-        p, q = np.unravel_index(int(np.argmin(delta)), delta.shape)
-        if delta[p, q] >= -1e-9:
+RADIUS = 8  # tile columns each side of a part's best column that it considers
+
+
+class _Near:
+    """The cores a part considers and its cost on them (traffic-weighted hops to its placed
+    neighbours and to the host)."""
+
+    def __init__(self, sym, host, cx, cy, from_host) -> None:
+        self.sym, self.host, self.cx, self.cy, self.from_host = sym, host, cx, cy, from_host
+        self.by_column = np.argsort(cx, kind="stable").reshape(int(cx.max()) + 1, -1)
+        self.host_column = int(cx[np.argmin(from_host)])
+
+    def costs(self, p: int, where: np.ndarray, free: np.ndarray | None = None
+              ) -> tuple[np.ndarray, np.ndarray]:
+        """(cores, p's cost on each): those within `RADIUS` columns of p's best column (the
+        free ones only, widening until there is one, when `free` is given)."""
+        lo, hi = self.sym.indptr[p], self.sym.indptr[p + 1]
+        q, t = self.sym.indices[lo:hi], self.sym.data[lo:hi]
+        keep = where[q] >= 0
+        q, t = q[keep], t[keep]
+        wx, wy = self.cx[where[q]], self.cy[where[q]]
+        columns = np.append(wx, self.host_column)
+        weights = np.append(t, self.host[p])
+        if weights.sum() > 0:
+            order = np.argsort(columns, kind="stable")
+            cum = np.cumsum(weights[order])
+            centre = int(columns[order][np.searchsorted(cum, cum[-1] / 2)])
+        else:  # nothing to be near: the first free core's column
+            centre = int(self.cx[np.argmax(free)]) if free is not None else 0
+        radius = RADIUS
+        while True:
+            cand = np.sort(self.by_column[max(0, centre - radius):centre + radius + 1].ravel())
+            if free is not None:
+                cand = cand[free[cand]]
+            if cand.size or radius > self.by_column.shape[0]:
+                break
+            radius *= 2
+        cost = self.host[p] * self.from_host[cand]
+        if q.size:
+            cost = cost + t @ (np.abs(self.cx[cand][None, :] - wx[:, None])
+                               + np.abs(self.cy[cand][None, :] - wy[:, None]))
+        return cand, cost
+
+
+def _swaps(sym: sp.csr_matrix, host: np.ndarray, where: np.ndarray, cx: np.ndarray,
+           cy: np.ndarray, from_host: np.ndarray, sweeps: int = 8) -> np.ndarray:
+    """Improve a placement by swaps: each part in turn, heaviest first, goes to the best of
+    its `TRIES` most promising cores near its best column (a free one, or swapping with the
+    part there) when that cuts the total traffic-weighted hops; later sweeps visit only the
+    parts next to one that moved, until a sweep gains under 1 %. With a[c] the cost of part
+    p on core c (everyone else fixed), swapping p (on core h) with q (on c) changes the
+    total by a_p[c] - a_p[h] + a_q[h] - a_q[c] + 2 T[p, q] d(h, c): each side's change
+    counts their own pair's term as lost, and it does not change."""
+    where = where.copy()
+    occupant = np.full(cx.size, -1, np.int64)
+    occupant[where] = np.arange(where.size)
+    order = np.argsort(-(np.asarray(sym.sum(axis=1)).reshape(-1) + host), kind="stable")
+    near = _Near(sym, host, cx, cy, from_host)
+
+    def cost_at(q: int, core: int) -> float:
+        lo, hi = sym.indptr[q], sym.indptr[q + 1]
+        w = where[sym.indices[lo:hi]]
+        d = np.abs(cx[w] - cx[core]) + np.abs(cy[w] - cy[core])
+        return float(host[q] * from_host[core] + sym.data[lo:hi] @ d)
+
+    def weight(p: int, q: int) -> float:  # T[p, q], from p's sorted row
+        lo, hi = sym.indptr[p], sym.indptr[p + 1]
+        k = lo + int(np.searchsorted(sym.indices[lo:hi], q))
+        return float(sym.data[k]) if k < hi and sym.indices[k] == q else 0.0
+
+    sym.sort_indices()
+    coo = sym.tocoo()
+    total = 0.5 * float(coo.data @ (np.abs(cx[where[coo.row]] - cx[where[coo.col]])
+                                    + np.abs(cy[where[coo.row]] - cy[where[coo.col]])))
+    total += float(host @ from_host[where])
+    active = np.ones(where.size, bool)  # parts whose neighbourhood changed since their turn
+    for _ in range(sweeps):
+        moved, cut = 0, 0.0
+        for p in order[active[order]]:
+            active[p] = False
+            cand, a = near.costs(int(p), where)
+            h = int(where[p])
+            gain = a - cost_at(int(p), h)
+            best = np.argpartition(gain, min(TRIES, gain.size) - 1)[:TRIES]
+            for k in best[np.argsort(gain[best], kind="stable")]:
+                c = int(cand[k])
+                if gain[k] >= -1e-9:
+                    break
+                q = int(occupant[c])
+                delta = gain[k]
+                if q >= 0:
+                    d = abs(cx[h] - cx[c]) + abs(cy[h] - cy[c])
+                    delta += cost_at(q, h) - cost_at(q, c) + 2 * weight(int(p), q) * d
+                if delta < -1e-9:
+                    where[p], occupant[c], occupant[h] = c, p, q
+                    for r in (int(p), q) if q >= 0 else (int(p),):
+                        active[sym.indices[sym.indptr[r]:sym.indptr[r + 1]]] = True
+                    if q >= 0:
+                        where[q] = h
+                    moved += 1
+                    cut -= delta
+                    break
+        total -= cut
+        if not moved or cut < 0.01 * total:  # a sweep that gains under 1 % ends them
             break
-        pos[p], pos[q] = pos[q], pos[p]
-    return pos[:n]
+    return where

@@ -154,6 +154,26 @@ def _conv_pairs(order, gs, gt, w, c, h, wd, co, ho, wo, kh, kw, sy, sx, py, px, 
             np.array(out_w[1:], np.float64))
 
 
+def destinations(proj, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
+                 gt: np.ndarray, n_gt: int, pairs=None) -> np.ndarray:
+    """Per source neuron, the distinct target groups it reaches (with groups = cores: its
+    output axons), int64; `reach` a block of sources at a time, to bound the memory."""
+    n_src = math.prod(in_shape)
+    gt = np.asarray(gt, np.int64)
+    if isinstance(proj, QDense):
+        return np.full(n_src, np.unique(gt).size, np.int64)
+    out = np.zeros(n_src, np.int64)
+    step = 1 << 15
+    for lo in range(0, n_src, step):
+        hi = min(n_src, lo + step)
+        w = np.zeros(n_src)
+        w[lo:hi] = 1.0  # the others weigh nothing: no entry, or an explicit zero
+        gs = np.clip(np.arange(n_src) - lo, 0, hi - lo - 1)
+        m = reach(proj, in_shape, out_shape, gs, gt, w, hi - lo, n_gt, pairs)
+        out[lo:hi] = np.asarray((m > 0).sum(axis=1)).reshape(-1)
+    return out
+
+
 def fanin(proj, in_shape, out_shape) -> np.ndarray:
     """Stored synapses into each target neuron (flat), int64."""
     n_out = math.prod(out_shape)

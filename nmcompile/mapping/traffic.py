@@ -43,7 +43,7 @@ def count(graph: Graph, sent: dict[str, np.ndarray]) -> tuple[dict[str, dict[str
     shapes = graph.shapes()
     counters = {k: {} for k in ("core_messages", "hops_east_west", "hops_north_south",
                                 "messages_within_tile")}
-    per_pair = np.zeros((n + 1, n))  # row n: the host
+    pairs: list[sp.coo_matrix] = []  # messages per (source core, row n: the host; core)
     to_host = np.zeros(n)  # messages from each core to a readout on the host
     events = np.zeros(n)
     for link in links(graph):
@@ -76,38 +76,35 @@ def count(graph: Graph, sent: dict[str, np.ndarray]) -> tuple[dict[str, dict[str
                            ("messages_within_tile", m.data * within)):
             counters[key][link.source] = counters[key].get(link.source, 0) + \
                 round(float(np.sum(value)))
-        np.add.at(per_pair, (np.where(src == mesh.HOST, n, src), m.col), m.data)
-    traffic = _traffic(chip, per_pair, to_host, n)
+        pairs.append(sp.coo_matrix((m.data, (np.where(src == mesh.HOST, n, src), m.col)),
+                                   shape=(n + 1, n)))
+    per_pair = sum(pairs, sp.coo_matrix((n + 1, n)))
+    traffic = _traffic(chip, sp.coo_matrix(per_pair), to_host, n)
     traffic["core_events"] = {str(c): round(float(e)) for c, e in enumerate(events)}
     return counters, traffic
 
 
-def _traffic(chip: Chip, per_pair: np.ndarray, to_host: np.ndarray, n: int
+def _traffic(chip: Chip, per_pair: sp.coo_matrix, to_host: np.ndarray, n: int
              ) -> dict[str, Any]:
-    sent: dict[str, int] = {}
-    hops: dict[str, int] = {}
-    packets: dict[str, int] = {}
-    longest = [0, 0]
-    for a, b in zip(*np.nonzero(per_pair), strict=True):
-        msgs = round(float(per_pair[a, b]))
-        src = mesh.HOST if a == n else int(a)
-        key = "host" if src == mesh.HOST else str(src)
-        route = mesh.route(chip, src, int(b))
-        ew = sum(1 for x0, y0, _, y1 in route
-                 if (chip.host_side in ("west", "east") if x0 < 0 else y0 == y1))
-        longest = [max(longest[0], ew), max(longest[1], len(route) - ew)]
-        sent[key] = sent.get(key, 0) + msgs
-        hops[key] = hops.get(key, 0) + msgs * len(route)
-        for x0, y0, x1, y1 in route:
-            name = f"host->{x1},{y1}" if x0 < 0 else f"{x0},{y0}->{x1},{y1}"
-            packets[name] = packets.get(name, 0) + msgs
-    for a in np.flatnonzero(to_host):  # to a readout on the host: XY to the host tile, out
-        msgs = round(float(to_host[a]))
-        route = mesh.route(chip, int(a), mesh.HOST)
-        sent[str(a)] = sent.get(str(a), 0) + msgs
-        hops[str(a)] = hops.get(str(a), 0) + msgs * len(route)
-        for x0, y0, x1, y1 in route:
-            name = f"{x0},{y0}->host" if x1 < 0 else f"{x0},{y0}->{x1},{y1}"
-            packets[name] = packets.get(name, 0) + msgs
-    return {"core_messages": sent, "spike_hops": hops, "link_packets": packets,
-            "longest_route": tuple(longest)}
+    """The traffic dict from the messages of each (source core or host = row n, destination
+    core) pair and those to the host, every route at once (`mesh.link_packets`)."""
+    per_pair = per_pair.tocsr().tocoo()  # duplicates summed, zeros dropped
+    keep = per_pair.data != 0
+    a, b = per_pair.row[keep], per_pair.col[keep]
+    msgs = np.rint(per_pair.data[keep]).astype(np.int64)
+    src = np.where(a == n, mesh.HOST, a)
+    ew, ns = mesh.hops(chip, src, b)
+    back = np.flatnonzero(to_host)
+    back_msgs = np.rint(to_host[back]).astype(np.int64)
+    out_ew, out_ns = mesh.hops(chip, np.full(back.size, mesh.HOST), back)  # same route back
+    sources = np.concatenate([a, back])
+    all_msgs = np.concatenate([msgs, back_msgs])
+    all_hops = np.concatenate([ew + ns, out_ew + out_ns])
+    key = ["host" if s == n else str(s) for s in range(n + 1)]
+    sent = np.bincount(sources, all_msgs, n + 1)
+    hops = np.bincount(sources, all_msgs * all_hops, n + 1)
+    used = np.unique(sources)
+    return {"core_messages": {key[s]: round(float(sent[s])) for s in used},
+            "spike_hops": {key[s]: round(float(hops[s])) for s in used},
+            "link_packets": mesh.link_packets(chip, src, b, msgs, back, back_msgs),
+            "longest_route": (int(ew.max(initial=0)), int(ns.max(initial=0)))}

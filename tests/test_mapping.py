@@ -382,7 +382,7 @@ def test_placement_ends_where_no_swap_or_move_cuts_the_weighted_hops(tmp_path) -
     with the cost computed from scratch)."""
     import scipy.sparse as sp
 
-    from nmcompile.mapping import partition
+    from nmcompile.mapping import place
 
     chip = load_chip("tiny", paths=[chip_file(tmp_path, neurons=8, tiles=(4, 3)).parent])
     rng = np.random.default_rng(0)
@@ -399,8 +399,8 @@ def test_placement_ends_where_no_swap_or_move_cuts_the_weighted_hops(tmp_path) -
         return float((t * d).sum() + host @ (ew + ns)[where])
 
     start = rng.permutation(12)[:10]
-    sym = sp.csr_matrix(t + t.T)
-    where = partition._swaps(sym, host, start, cx, cy, (ew + ns).astype(float))
+    sym = sp.csr_matrix(t)
+    where = place.swaps(sym, host, start, cx, cy, (ew + ns).astype(float))
     assert np.unique(where).size == 10 and cost(where) < cost(start)
     for p in range(10):
         for c in range(12):
@@ -410,7 +410,7 @@ def test_placement_ends_where_no_swap_or_move_cuts_the_weighted_hops(tmp_path) -
             if q.size:
                 other[q[0]] = where[p]
             assert cost(other) >= cost(where) - 1e-9, (p, c)
-    placed = partition.place_by_traffic(chip, sp.csr_matrix(t), host)
+    placed = place.place_by_traffic(chip, sp.csr_matrix(t), host)
     assert np.unique(placed).size == 10 and cost(placed) <= cost(start)
 
 

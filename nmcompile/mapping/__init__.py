@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from ..errors import GraphError, NmcompileError
 from ..ir import Graph
 from ..ir.placement import Placement
-from . import partition
+from . import partition, place
 from .chips import Chip, available, load_chip
 from .loads import check, links, refuse_unfit
 
@@ -71,7 +71,7 @@ def map_graph(graph: Graph, chip: str | Path | Chip = "loihi2", *, strategy: str
 
     parts, n, pairs = cut(partition.sequential(graph, chip, cores, host))
     if strategy == "sequential":
-        where = partition.place_in_order(n)
+        where = place.place_in_order(n)
     else:
         # METIS weighs neurons and synaptic memory, not input axons: where its parts break
         # the axons so often that the re-cuts take more cores than consecutive pieces (a
@@ -80,7 +80,7 @@ def map_graph(graph: Graph, chip: str | Path | Chip = "loihi2", *, strategy: str
         metis = cut(made) if made is not None else None
         if metis is not None and metis[1] <= n:
             parts, n, pairs = metis
-        where = partition.place_by_traffic(chip, *_part_traffic(graph, parts, n, rate, pairs))
+        where = place.place_by_traffic(chip, *_part_traffic(graph, parts, n, rate, pairs))
     placed = {k: where[v] for k, v in parts.items()}
     check(graph, chip, placed, int(where.max()) + 1, pairs)
     out = copy.copy(graph)  # the nodes are shared (read-only); only the placement is new

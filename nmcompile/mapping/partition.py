@@ -1,4 +1,4 @@
-"""Partition every neuron layer into core-sized pieces and place the pieces on cores.
+"""Partition every neuron layer into core-sized pieces (placing them is `place.py`).
 
 - `sequential` (the baseline, what Lava's own compiler does): layers in schedule order, each
   cut into consecutive pieces, the longest that fit a core (bisection on exact counts,
@@ -9,9 +9,8 @@
   core holds. A graph over the units (and the input units, which stay at the host), edge
   weights the spikes per step one unit sends the other (firing rates times reach), is cut by
   METIS (`pymetis`: multilevel k-way partitioning, the standard tool and what SNEAP builds
-  on; it cuts a 10^4-unit graph in well under a second) into as many parts as the capacity
-  needs, then placed greedily: each part, in order of traffic, on the free core with the
-  fewest traffic-weighted hops to the parts already placed and to the host.
+  on) into as many parts as the capacity needs. `nmcompile.map` keeps these parts only
+  when they take no more cores than `sequential`'s pieces (METIS does not weigh axons).
 
 Either way a part that breaks a limit (the unit sums are exact for neurons and synapses, not
 for axons) is cut in two, in unit order, until every core fits; `cores=N` cuts the parts with
@@ -30,14 +29,12 @@ from ..errors import LimitError
 from ..ir import Graph
 from ..ir.neurons import Neuron
 from ..ir.quantized import QConv2d, QDense, QSparse
-from . import mesh
 from .chips import Chip
 from .loads import LIMITS, Pairs, core_loads, kernel_bits, links, neuron_bits
 from .reach import destinations, fanin, reach, sparse_pairs
 from .sources import run_sources
 
 UNIT = 64  # neurons per unit of a flat layer, at most an eighth of a core
-TRIES = 16  # cores a part tries per sweep of `_swaps`: those that cut its own cost most
 
 
 def unit_starts(shape: tuple[int, ...], bits: np.ndarray, chip: Chip, cores: int | None = None,
@@ -418,142 +415,3 @@ def at_least(graph, chip, units, part, n, cores: int, rates, shapes):
             break  # every part is one neuron: no more cuts possible
         n += 1
     return units, part, n
-
-
-def place_in_order(n: int) -> np.ndarray:
-    """Part k on global core k."""
-    return np.arange(n, dtype=np.int64)
-
-
-def place_by_traffic(chip: Chip, traffic_parts: sp.spmatrix, host: np.ndarray) -> np.ndarray:
-    """Global core of each part: greedy, heaviest-communicating first, each on the free core
-    with the fewest traffic-weighted hops to the parts placed so far and to the host, then
-    improved by swaps (`_swaps`). Each part looks at the cores within `RADIUS` tile columns
-    of its neighbours' weighted median column (the best column of an L1 cost; the window
-    widens until it holds a free core), so that placing 10^4 parts on a row of chips takes
-    seconds; a mesh of up to 2 RADIUS + 1 columns (two chips of 8) is searched whole."""
-    n = traffic_parts.shape[0]
-    candidates = np.arange(max(n, chip.cores * math.ceil(n / chip.cores)))
-    cx, cy = mesh.tiles_of(chip, candidates)
-    ew, ns = mesh.hops(chip, np.full(candidates.size, mesh.HOST), candidates)
-    from_host = (ew + ns).astype(np.float64)
-    sym = sp.csr_matrix(traffic_parts + traffic_parts.T)
-    sym.setdiag(0)
-    sym.eliminate_zeros()
-    near = _Near(sym, host, cx, cy, from_host)
-    where = np.full(n, -1, np.int64)
-    free = np.ones(candidates.size, bool)
-    for p in np.argsort(-(np.asarray(sym.sum(axis=1)).reshape(-1) + host), kind="stable"):
-        cand, cost = near.costs(int(p), where, free)
-        core = int(cand[np.argmin(cost)])
-        where[p] = core
-        free[core] = False
-    return _swaps(sym, host, where, cx, cy, from_host)
-
-
-RADIUS = 8  # tile columns each side of a part's best column that it considers
-
-
-class _Near:
-    """The cores a part considers and its cost on them (traffic-weighted hops to its placed
-    neighbours and to the host)."""
-
-    def __init__(self, sym, host, cx, cy, from_host) -> None:
-        self.sym, self.host, self.cx, self.cy, self.from_host = sym, host, cx, cy, from_host
-        self.by_column = np.argsort(cx, kind="stable").reshape(int(cx.max()) + 1, -1)
-        self.host_column = int(cx[np.argmin(from_host)])
-
-    def costs(self, p: int, where: np.ndarray, free: np.ndarray | None = None
-              ) -> tuple[np.ndarray, np.ndarray]:
-        """(cores, p's cost on each): those within `RADIUS` columns of p's best column (the
-        free ones only, widening until there is one, when `free` is given)."""
-        lo, hi = self.sym.indptr[p], self.sym.indptr[p + 1]
-        q, t = self.sym.indices[lo:hi], self.sym.data[lo:hi]
-        keep = where[q] >= 0
-        q, t = q[keep], t[keep]
-        wx, wy = self.cx[where[q]], self.cy[where[q]]
-        columns = np.append(wx, self.host_column)
-        weights = np.append(t, self.host[p])
-        if weights.sum() > 0:
-            order = np.argsort(columns, kind="stable")
-            cum = np.cumsum(weights[order])
-            centre = int(columns[order][np.searchsorted(cum, cum[-1] / 2)])
-        else:  # nothing to be near: the first free core's column
-            centre = int(self.cx[np.argmax(free)]) if free is not None else 0
-        radius = RADIUS
-        while True:
-            cand = np.sort(self.by_column[max(0, centre - radius):centre + radius + 1].ravel())
-            if free is not None:
-                cand = cand[free[cand]]
-            if cand.size or radius > self.by_column.shape[0]:
-                break
-            radius *= 2
-        cost = self.host[p] * self.from_host[cand]
-        if q.size:
-            cost = cost + t @ (np.abs(self.cx[cand][None, :] - wx[:, None])
-                               + np.abs(self.cy[cand][None, :] - wy[:, None]))
-        return cand, cost
-
-
-def _swaps(sym: sp.csr_matrix, host: np.ndarray, where: np.ndarray, cx: np.ndarray,
-           cy: np.ndarray, from_host: np.ndarray, sweeps: int = 8) -> np.ndarray:
-    """Improve a placement by swaps: each part in turn, heaviest first, goes to the best of
-    its `TRIES` most promising cores near its best column (a free one, or swapping with the
-    part there) when that cuts the total traffic-weighted hops; later sweeps visit only the
-    parts next to one that moved, until a sweep gains under 1 %. With a[c] the cost of part
-    p on core c (everyone else fixed), swapping p (on core h) with q (on c) changes the
-    total by a_p[c] - a_p[h] + a_q[h] - a_q[c] + 2 T[p, q] d(h, c): each side's change
-    counts their own pair's term as lost, and it does not change."""
-    where = where.copy()
-    occupant = np.full(cx.size, -1, np.int64)
-    occupant[where] = np.arange(where.size)
-    order = np.argsort(-(np.asarray(sym.sum(axis=1)).reshape(-1) + host), kind="stable")
-    near = _Near(sym, host, cx, cy, from_host)
-
-    def cost_at(q: int, core: int) -> float:
-        lo, hi = sym.indptr[q], sym.indptr[q + 1]
-        w = where[sym.indices[lo:hi]]
-        d = np.abs(cx[w] - cx[core]) + np.abs(cy[w] - cy[core])
-        return float(host[q] * from_host[core] + sym.data[lo:hi] @ d)
-
-    def weight(p: int, q: int) -> float:  # T[p, q], from p's sorted row
-        lo, hi = sym.indptr[p], sym.indptr[p + 1]
-        k = lo + int(np.searchsorted(sym.indices[lo:hi], q))
-        return float(sym.data[k]) if k < hi and sym.indices[k] == q else 0.0
-
-    sym.sort_indices()
-    coo = sym.tocoo()
-    total = 0.5 * float(coo.data @ (np.abs(cx[where[coo.row]] - cx[where[coo.col]])
-                                    + np.abs(cy[where[coo.row]] - cy[where[coo.col]])))
-    total += float(host @ from_host[where])
-    active = np.ones(where.size, bool)  # parts whose neighbourhood changed since their turn
-    for _ in range(sweeps):
-        moved, cut = 0, 0.0
-        for p in order[active[order]]:
-            active[p] = False
-            cand, a = near.costs(int(p), where)
-            h = int(where[p])
-            gain = a - cost_at(int(p), h)
-            best = np.argpartition(gain, min(TRIES, gain.size) - 1)[:TRIES]
-            for k in best[np.argsort(gain[best], kind="stable")]:
-                c = int(cand[k])
-                if gain[k] >= -1e-9:
-                    break
-                q = int(occupant[c])
-                delta = gain[k]
-                if q >= 0:
-                    d = abs(cx[h] - cx[c]) + abs(cy[h] - cy[c])
-                    delta += cost_at(q, h) - cost_at(q, c) + 2 * weight(int(p), q) * d
-                if delta < -1e-9:
-                    where[p], occupant[c], occupant[h] = c, p, q
-                    for r in (int(p), q) if q >= 0 else (int(p),):
-                        active[sym.indices[sym.indptr[r]:sym.indptr[r + 1]]] = True
-                    if q >= 0:
-                        where[q] = h
-                    moved += 1
-                    cut -= delta
-                    break
-        total -= cut
-        if not moved or cut < 0.01 * total:  # a sweep that gains under 1 % ends them
-            break
-    return where

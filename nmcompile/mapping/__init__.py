@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from ..errors import GraphError, NmcompileError
 from ..ir import Graph
 from ..ir.placement import Placement
-from . import partition, place
+from . import partition, place, reach
 from .chips import Chip, available, load_chip
 from .loads import check, links, refuse_unfit
 
@@ -140,12 +140,12 @@ def _part_traffic(graph: Graph, parts: dict[str, np.ndarray], n: int,
                 host += np.bincount(parts[link.source], rate[link.source], n)
             continue
         if link.source in parts:
-            between = between + partition.reach(
+            between = between + reach.reach(
                 proj, shapes[link.source], shapes[link.target], parts[link.source],
                 parts[link.target], rate[link.source], n, n, pairs.get(link))
         else:
-            m = partition.reach(proj, shapes[link.source], shapes[link.target],
-                                np.zeros(rate[link.source].size, np.int64), parts[link.target],
-                                rate[link.source], 1, n, pairs.get(link))
+            m = reach.reach(proj, shapes[link.source], shapes[link.target],
+                            np.zeros(rate[link.source].size, np.int64), parts[link.target],
+                            rate[link.source], 1, n, pairs.get(link))
             host += np.asarray(m.sum(axis=0)).reshape(-1)
     return between.tocsr(), host

@@ -42,20 +42,19 @@ def place_by_traffic(chip: Chip, traffic_parts: sp.spmatrix, host: np.ndarray) -
     cx, cy = mesh.tiles_of(chip, cores)
     ew, ns = mesh.hops(chip, np.full(cores.size, mesh.HOST), cores)
     from_host = (ew + ns).astype(np.float64)
-    sym = _symmetric(traffic_parts)
-    where = _greedy(*_arrays(sym, host, cx, cy, from_host))
-    return swaps(sym, host, where, cx, cy, from_host)
+    arrays = _arrays(_symmetric(traffic_parts), host, cx, cy, from_host)
+    return _swaps(*arrays, _greedy(*arrays), SWEEPS)
 
 
 def swaps(sym: sp.csr_matrix, host: np.ndarray, where: np.ndarray, cx: np.ndarray,
           cy: np.ndarray, from_host: np.ndarray, sweeps: int = SWEEPS) -> np.ndarray:
-    """`where` improved by swaps (module docstring). With a[c] the cost of part p on core c
-    (everyone else fixed), swapping p (on core h) with q (on c) changes the total by
-    a_p[c] - a_p[h] + a_q[h] - a_q[c] + 2 T[p, q] d(h, c): each side's change counts their
-    own pair's term as lost, and it does not change."""
-    sym = _symmetric(sym)
-    return _swaps(*_arrays(sym, host, cx, cy, from_host), np.asarray(where, np.int64).copy(),
-                  sweeps)
+    """`where` improved by swaps (module docstring), for traffic `sym` between parts (either
+    direction). With a[c] the cost of part p on core c (everyone else fixed), swapping p (on
+    core h) with q (on c) changes the total by a_p[c] - a_p[h] + a_q[h] - a_q[c] +
+    2 T[p, q] d(h, c): each side's change counts their own pair's term as lost, and it does
+    not change."""
+    return _swaps(*_arrays(_symmetric(sym), host, cx, cy, from_host),
+                  np.asarray(where, np.int64).copy(), sweeps)
 
 
 def _symmetric(t: sp.spmatrix) -> sp.csr_matrix:

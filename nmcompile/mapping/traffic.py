@@ -43,7 +43,8 @@ def count(graph: Graph, sent: dict[str, np.ndarray]) -> tuple[dict[str, dict[str
     shapes = graph.shapes()
     counters = {k: {} for k in ("core_messages", "hops_east_west", "hops_north_south",
                                 "messages_within_tile")}
-    pairs: list[sp.coo_matrix] = []  # messages per (source core, row n: the host; core)
+    pairs: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (source core, n: the
+    # host; destination core; messages)
     to_host = np.zeros(n)  # messages from each core to a readout on the host
     events = np.zeros(n)
     for link in links(graph):
@@ -76,10 +77,11 @@ def count(graph: Graph, sent: dict[str, np.ndarray]) -> tuple[dict[str, dict[str
                            ("messages_within_tile", m.data * within)):
             counters[key][link.source] = counters[key].get(link.source, 0) + \
                 round(float(np.sum(value)))
-        pairs.append(sp.coo_matrix((m.data, (np.where(src == mesh.HOST, n, src), m.col)),
-                                   shape=(n + 1, n)))
-    per_pair = sum(pairs, sp.coo_matrix((n + 1, n)))
-    traffic = _traffic(chip, sp.coo_matrix(per_pair), to_host, n)
+        pairs.append((np.where(src == mesh.HOST, n, src), m.col, m.data))
+    rows, cols, data = (np.concatenate([p[k] for p in pairs] or [np.zeros(0)]) for k in range(3))
+    per_pair = sp.coo_matrix((data, (rows.astype(np.int64), cols.astype(np.int64))),
+                             shape=(n + 1, n))
+    traffic = _traffic(chip, per_pair, to_host, n)
     traffic["core_events"] = {str(c): round(float(e)) for c, e in enumerate(events)}
     return counters, traffic
 

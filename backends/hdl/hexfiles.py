@@ -14,6 +14,8 @@ import numpy as np
 
 from .program import KIND, Program, synapse_words
 
+#: The op list's kinds as the core decodes them (0: none, padding).
+OP_KIND = {"proj": 1, "layer": 2, "send": 3}
 #: Words formatted per piece of a memory image: a 4M-word synapse memory is written in bounded
 #: pieces, never held as one string.
 CHUNK = 1 << 16
@@ -84,7 +86,7 @@ def tables(program: Program) -> dict[str, np.ndarray]:
         "rowbase": [x.rowbase for x in ps], "accbase": [x.accbase for x in ps],
         "count": [int(x.count) for x in ps]}
     out = {f"l_{k}": np.asarray(v, np.int64) for k, v in layer.items()}
-    out["o_kind"] = np.asarray([1 if kind == "proj" else 2 for kind, _ in program.ops], np.int64)
+    out["o_kind"] = np.asarray([OP_KIND[kind] for kind, _ in program.ops], np.int64)
     out["o_idx"] = np.asarray([k for _, k in program.ops], np.int64)
     out |= {f"p_{k}": np.asarray(v, np.int64) for k, v in proj.items()}
     return out

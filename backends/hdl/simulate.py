@@ -47,6 +47,13 @@ CACHE_KEEP = 16  # builds kept in the cache, most recently used first
 RTL_SOURCES = ("nm_ram.v", "nm_core.v")
 INCLUDES = ("nm_core_inst.vh",)
 TB_SOURCES = ("nm_tb.v",)
+#: The two testbenches: one core (nm_tb), a mesh of cores (nm_mesh_tb): their sources,
+#: includes and Icarus clock. Verilator names either one's model Vnm_tb (tb_main.cpp).
+TOPS = {
+    "nm_tb": (RTL_SOURCES + TB_SOURCES, INCLUDES, "nm_tb_icarus"),
+    "nm_mesh_tb": (RTL_SOURCES + ("nm_router.v", "nm_mesh.v", "nm_mesh_tb.v"),
+                   INCLUDES + ("nm_mesh_inst.vh",), "nm_mesh_tb_icarus"),
+}
 
 
 def rtl_dir() -> Path:
@@ -116,12 +123,14 @@ def _version(simulator: str) -> str:
     return (out.stdout or out.stderr).splitlines()[0] if (out.stdout or out.stderr) else ""
 
 
-def build_key(simulator: str, params: dict[str, int]) -> str:
+def build_key(simulator: str, params: dict[str, int], top: str = "nm_tb") -> str:
     h = hashlib.sha256()
     h.update(simulator.encode())
     h.update(_version(simulator).encode())
+    h.update(top.encode())
     root = rtl_dir()
-    for name in (*RTL_SOURCES, *INCLUDES, *TB_SOURCES, "nm_tb_icarus.v", "tb_main.cpp"):
+    sources, includes, clock = TOPS[top]
+    for name in (*sources, *includes, f"{clock}.v", "tb_main.cpp"):
         h.update(name.encode())
         h.update((root / name).read_bytes())
     h.update(params_header(params).encode())
@@ -155,22 +164,25 @@ def _exe(folder: Path, simulator: str) -> Path:
     return folder / ("sim.vvp" if simulator == "icarus" else "obj/Vnm_tb")
 
 
-def _compile(simulator: str, params: dict[str, int], tmp: Path, timeout_s: float) -> Path:
+def _compile(simulator: str, params: dict[str, int], tmp: Path, timeout_s: float,
+             top: str = "nm_tb") -> Path:
     """Build the testbench into the empty folder `tmp`; record the executable's sha256."""
     src = rtl_dir()
     inc = tmp / "inc"
     inc.mkdir()
     (inc / "nm_params.vh").write_text(params_header(params, "sizes of this build"))
-    for name in INCLUDES:
+    names, includes, clock = TOPS[top]
+    for name in includes:
         shutil.copy(src / name, inc / name)
-    sources = [str(src / n) for n in (*RTL_SOURCES, *TB_SOURCES)]
+    sources = [str(src / n) for n in names]
     if simulator == "icarus":
         run_tool([find_tool("iverilog"), "-g2005", "-o", str(tmp / "sim.vvp"), f"-I{inc}",
-                  "-s", "nm_tb_icarus", *sources, str(src / "nm_tb_icarus.v")], tmp, timeout_s,
+                  "-s", clock, *sources, str(src / f"{clock}.v")], tmp, timeout_s,
                  "iverilog")
     else:
         run_tool([find_tool("verilator"), "--cc", "--exe", "--build", "-O3", "-Wno-fatal",
-                  "-Wno-WIDTH", "-Wno-UNUSED", "--x-assign", "fast", "--top-module", "nm_tb",
+                  "-Wno-WIDTH", "-Wno-UNUSED", "--x-assign", "fast", "--top-module", top,
+                  "--prefix", "Vnm_tb",
                   f"-I{inc}", "-Mdir", str(tmp / "obj"), "-j", str(min(4, os.cpu_count() or 1)),
                   "-CFLAGS", "-O1", *sources, str(src / "tb_main.cpp")], tmp, timeout_s,
                  "verilator")
@@ -191,9 +203,9 @@ def _discard(path: Path) -> None:
 
 
 def _cached(simulator: str, params: dict[str, int], root: Path, timeout_s: float,
-            reaper: Reaper) -> Path | None:
+            reaper: Reaper, top: str = "nm_tb") -> Path | None:
     """A trusted build in the cache `root`, made now if needed; None if none can be trusted."""
-    final = root / f"{simulator}-{build_key(simulator, params)}"
+    final = root / f"{simulator}-{build_key(simulator, params, top)}"
     exe = _exe(final, simulator)
     if trusted(exe):
         os.utime(final)  # most recently used: kept longest by _prune
@@ -203,7 +215,7 @@ def _cached(simulator: str, params: dict[str, int], root: Path, timeout_s: float
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=root))
     reaper.remove(tmp)
     try:
-        _compile(simulator, params, tmp, timeout_s)
+        _compile(simulator, params, tmp, timeout_s, top)
         try:
             tmp.rename(final)
         except OSError:  # another process made the same build first (checked below)
@@ -217,8 +229,9 @@ def _cached(simulator: str, params: dict[str, int], root: Path, timeout_s: float
 
 @contextlib.contextmanager
 def built(simulator: str, params: dict[str, int], *, timeout_s: float = 600,
-          reaper: Reaper | None = None) -> Iterator[Path]:
-    """The simulator executable for these sizes, for the duration of the block.
+          reaper: Reaper | None = None, top: str = "nm_tb") -> Iterator[Path]:
+    """The simulator executable for these sizes (of testbench `top`, see TOPS), for the
+    duration of the block.
 
     A trusted cached build when there is a private cache (built and cached now if missing or
     untrusted); otherwise one built in a private temporary folder, removed after the block.
@@ -229,14 +242,15 @@ def built(simulator: str, params: dict[str, int], *, timeout_s: float = 600,
         if reaper is None:
             reaper = stack.enter_context(Reaper())
         root = cache_root()
-        exe = _cached(simulator, params, root, timeout_s, reaper) if root is not None else None
+        exe = (_cached(simulator, params, root, timeout_s, reaper, top) if root is not None
+               else None)
         if exe is not None:
             yield exe
             return
         tmp = Path(tempfile.mkdtemp(prefix="nmcompile-build-"))
         reaper.remove(tmp)
         try:
-            yield _compile(simulator, params, tmp, timeout_s)
+            yield _compile(simulator, params, tmp, timeout_s, top)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
 
@@ -289,16 +303,22 @@ def parse_response(text: str, n_steps: int) -> Response:
 
 def simulate(exe: Path, simulator: str, write_memories, events_per_step: list[np.ndarray],
              samples: int, steps: int, *, trace: bool, timeout_s: float,
-             reaper: Reaper | None = None) -> Response:
+             reaper: Reaper | None = None, stimulus=None, parse=None):
     """Run one testbench invocation for the whole batch in a temporary folder, which
-    `reaper` (one of our own by default) removes if we die during the run."""
+    `reaper` (one of our own by default) removes if we die during the run. `stimulus(path)`
+    and `parse(text)` replace the single core's stim.txt writer and resp.txt parser (the
+    mesh's testbench)."""
     with contextlib.ExitStack() as stack:
         if reaper is None:
             reaper = stack.enter_context(Reaper())
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="nmcompile-sim-")))
         reaper.remove(work)
         write_memories(work / "mem")
-        write_stimulus(work / "stim.txt", events_per_step, samples, steps, trace)
+        if stimulus is None:
+            write_stimulus(work / "stim.txt", events_per_step, samples, steps, trace)
+        else:
+            stimulus(work / "stim.txt")
         cmd = [find_tool("vvp"), "-n", str(exe)] if simulator == "icarus" else [str(exe)]
         run_tool(cmd, work, timeout_s, simulator)
-        return parse_response((work / "resp.txt").read_text(), samples * steps)
+        text = (work / "resp.txt").read_text()
+        return parse(text) if parse else parse_response(text, samples * steps)

@@ -51,7 +51,18 @@ module nm_core #(
     parameter HAS_TH = 0,        // adaptive thresholds present (QALIF)
     parameter CNTW = 32,         // counter width
     parameter CSW = 3,           // counter select width
-    parameter TW = 32            // step counter width
+    parameter TW = 32,           // step counter width
+    // a core of a mesh (nm_mesh, MESH = 1): inputs and other cores' spikes arrive as packets
+    // on in_*, spikes leave as packets on tx_* (send ops), and a step runs in waves, each
+    // closed by the mesh's barrier (go); see "A step on a mesh" below
+    parameter MESH = 0,
+    parameter X = 0, parameter Y = 0,              // this core's place in the mesh
+    parameter XB = 1, parameter YB = 1,            // mesh column and row address widths
+    parameter WVW = 1,                             // wave number width
+    parameter D_DEPTH = 1,  parameter DAW = 1,     // destinations (core, layer, index)
+    parameter DR_DEPTH = 1, parameter DRAW = 1,    // destination list (start, length) per neuron
+    parameter DLENW = 1,                           // destination list length width
+    parameter MEMDIR = "mem/"                      // where this core's memory images lie
 ) (
     input  wire                   clk,
     input  wire                   rst,
@@ -80,7 +91,13 @@ module nm_core #(
     // projection synaptic events and those on a non-zero weight (cnt_data is registered:
     // valid on the second clock edge after cnt_sel is set)
     input  wire [CSW-1:0]         cnt_sel,
-    output reg  [CNTW-1:0]        cnt_data
+    output reg  [CNTW-1:0]        cnt_data,
+    // mesh only (MESH = 1): the barrier, and packets {x, y, layer, index, value} to send
+    input  wire                   go,
+    output wire                   waiting,
+    output wire                   tx_valid,
+    input  wire                   tx_ready,
+    output wire [XB+YB+LW+IW+VALW-1:0] tx_data
 );
     localparam EPW = EAW + 1;           // ring pointer width
     localparam EVW = IW + VALW;         // ring word: {value, index} or a count
@@ -119,39 +136,51 @@ module nm_core #(
     reg             p_count  [0:NP-1];
     reg [1:0]       o_kind   [0:NO-1];     // 0: none, 1: projection, 2: layer update
     reg [(LW > PW ? LW : PW)-1:0] o_idx [0:NO-1];
+    reg [WVW-1:0]   o_wave   [0:NO-1];     // mesh: the wave an op runs in
+    reg [DRAW-1:0]  l_drow   [0:NL-1];     // mesh: the layer's destination lists
+    reg [WVW:0]     m_waves  [0:0];        // mesh: waves per step
+    generate if (MESH) begin : g_mtab
+        initial begin
+            $readmemh({MEMDIR, "o_wave.hex"}, o_wave);
+            $readmemh({MEMDIR, "l_drow.hex"}, l_drow);
+            $readmemh({MEMDIR, "m_waves.hex"}, m_waves);
+        end
+    end endgenerate
     initial begin
-        $readmemh("mem/l_kind.hex", l_kind);
-        $readmemh("mem/l_sub.hex", l_sub);
-        $readmemh("mem/l_n.hex", l_n);
-        $readmemh("mem/l_sbase.hex", l_sbase);
-        $readmemh("mem/l_pbase.hex", l_pbase);
-        $readmemh("mem/l_pern.hex", l_pern);
-        $readmemh("mem/l_ring.hex", l_ring);
-        $readmemh("mem/l_rbase.hex", l_rbase);
-        $readmemh("mem/l_rsize.hex", l_rsize);
-        $readmemh("mem/l_rend.hex", l_rend);
-        $readmemh("mem/l_np.hex", l_np);
-        $readmemh("mem/l_pfirst.hex", l_pfirst);
-        $readmemh("mem/p_src.hex", p_src);
-        $readmemh("mem/p_delay.hex", p_delay);
-        $readmemh("mem/p_aoff.hex", p_aoff);
-        $readmemh("mem/p_aend.hex", p_aend);
-        $readmemh("mem/p_an.hex", p_an);
-        $readmemh("mem/p_off.hex", p_off);
-        $readmemh("mem/p_exp.hex", p_exp);
-        $readmemh("mem/p_list.hex", p_list);
-        $readmemh("mem/p_rowbase.hex", p_rowbase);
-        $readmemh("mem/p_accbase.hex", p_accbase);
-        $readmemh("mem/p_count.hex", p_count);
-        $readmemh("mem/o_kind.hex", o_kind);
-        $readmemh("mem/o_idx.hex", o_idx);
+        $readmemh({MEMDIR, "l_kind.hex"}, l_kind);
+        $readmemh({MEMDIR, "l_sub.hex"}, l_sub);
+        $readmemh({MEMDIR, "l_n.hex"}, l_n);
+        $readmemh({MEMDIR, "l_sbase.hex"}, l_sbase);
+        $readmemh({MEMDIR, "l_pbase.hex"}, l_pbase);
+        $readmemh({MEMDIR, "l_pern.hex"}, l_pern);
+        $readmemh({MEMDIR, "l_ring.hex"}, l_ring);
+        $readmemh({MEMDIR, "l_rbase.hex"}, l_rbase);
+        $readmemh({MEMDIR, "l_rsize.hex"}, l_rsize);
+        $readmemh({MEMDIR, "l_rend.hex"}, l_rend);
+        $readmemh({MEMDIR, "l_np.hex"}, l_np);
+        $readmemh({MEMDIR, "l_pfirst.hex"}, l_pfirst);
+        $readmemh({MEMDIR, "p_src.hex"}, p_src);
+        $readmemh({MEMDIR, "p_delay.hex"}, p_delay);
+        $readmemh({MEMDIR, "p_aoff.hex"}, p_aoff);
+        $readmemh({MEMDIR, "p_aend.hex"}, p_aend);
+        $readmemh({MEMDIR, "p_an.hex"}, p_an);
+        $readmemh({MEMDIR, "p_off.hex"}, p_off);
+        $readmemh({MEMDIR, "p_exp.hex"}, p_exp);
+        $readmemh({MEMDIR, "p_list.hex"}, p_list);
+        $readmemh({MEMDIR, "p_rowbase.hex"}, p_rowbase);
+        $readmemh({MEMDIR, "p_accbase.hex"}, p_accbase);
+        $readmemh({MEMDIR, "p_count.hex"}, p_count);
+        $readmemh({MEMDIR, "o_kind.hex"}, o_kind);
+        $readmemh({MEMDIR, "o_idx.hex"}, o_idx);
     end
 
     // ---------------------------------------------------------------- state of the sequencer
     localparam S_IDLE = 5'd0, S_CLEAR = 5'd1, S_ADV = 5'd2, S_ADVP = 5'd3, S_INPUT = 5'd4,
                S_INCOUNT = 5'd5, S_OP = 5'd6, S_LSTART = 5'd7, S_PSEL = 5'd8, S_PCNT = 5'd9,
                S_EV = 5'd10, S_EVD = 5'd11, S_ROW = 5'd12, S_SYN = 5'd13, S_DRAIN = 5'd14,
-               S_NU = 5'd15, S_NU_WAIT = 5'd16, S_NU_CNT = 5'd17, S_DONE = 5'd18;
+               S_NU = 5'd15, S_NU_WAIT = 5'd16, S_NU_CNT = 5'd17, S_DONE = 5'd18,
+               S_WAIT = 5'd19, S_SSEL = 5'd20, S_SCNT = 5'd21, S_SEV = 5'd22, S_SEVD = 5'd23,
+               S_SROW = 5'd24, S_SDST = 5'd25, S_STX = 5'd26;
     localparam CLR_LAST = (S_DEPTH > A_DEPTH ? S_DEPTH : A_DEPTH) - 1;
     localparam CAW = (SAW > AAW ? SAW : AAW) + 1;
     reg [4:0]        st;
@@ -185,9 +214,20 @@ module nm_core #(
     reg [IW:0]       j;                 // neuron whose reads are issued
     reg [PW:0]       nq;                // projection whose accumulator is read
     reg [IW:0]       scnt;              // spikes of the layer this step
+    // mesh: the barrier's pulses this step (go number g starts wave g - 1), the send walk
+    reg [WVW:0]      gos;
+    wire [WVW-1:0]   wv = gos - 1'b1;
+    reg [DAW-1:0]    dst_start;
+    reg [DLENW-1:0]  dst_len, dk;
+    reg [CNTW-1:0]   c_msg, c_hops;     // messages sent (to this core too), their mesh hops
 
     assign busy = (st != S_IDLE);
-    assign in_ready = (st == S_INPUT);
+    // a mesh core takes packets whenever it does not use its ring's write port: while it
+    // waits at the barrier and while it sends (so that two cores sending to each other
+    // never block each other)
+    wire             sending = (st >= S_SSEL) && (st <= S_STX);
+    assign in_ready = MESH ? (st == S_WAIT) || sending : (st == S_INPUT);
+    assign waiting = (st == S_WAIT);
 
     // ---------------------------------------------------------------- memories
     // event rings
@@ -204,10 +244,10 @@ module nm_core #(
     wire [ROWAW-1:0] row_addr = p_rowbase[p] + e_rdata[IW-1:0];
     wire [WAW-1:0]   row_start;
     wire [LENW-1:0]  row_len;
-    nm_ram #(.W(WAW), .DEPTH(ROW_DEPTH), .AW(ROWAW), .INIT(1), .FILE("mem/row_start.hex")) rows_s (
+    nm_ram #(.W(WAW), .DEPTH(ROW_DEPTH), .AW(ROWAW), .INIT(1), .FILE({MEMDIR, "row_start.hex"})) rows_s (
         .clk(clk), .re(row_re), .raddr(row_addr), .rdata(row_start),
         .we(1'b0), .waddr({ROWAW{1'b0}}), .wdata({WAW{1'b0}}));
-    nm_ram #(.W(LENW), .DEPTH(ROW_DEPTH), .AW(ROWAW), .INIT(1), .FILE("mem/row_len.hex")) rows_l (
+    nm_ram #(.W(LENW), .DEPTH(ROW_DEPTH), .AW(ROWAW), .INIT(1), .FILE({MEMDIR, "row_len.hex"})) rows_l (
         .clk(clk), .re(row_re), .raddr(row_addr), .rdata(row_len),
         .we(1'b0), .waddr({ROWAW{1'b0}}), .wdata({LENW{1'b0}}));
 
@@ -217,12 +257,43 @@ module nm_core #(
     wire [TAW-1:0]   t_addr = syn_addr;      // list synapses lie below T_DEPTH
     wire [WW-1:0]    w_rdata;
     wire [IW-1:0]    t_rdata;
-    nm_ram #(.W(WW), .DEPTH(W_DEPTH), .AW(WAW), .INIT(1), .FILE("mem/weights.hex")) wmem (
+    nm_ram #(.W(WW), .DEPTH(W_DEPTH), .AW(WAW), .INIT(1), .FILE({MEMDIR, "weights.hex"})) wmem (
         .clk(clk), .re(syn_re), .raddr(syn_addr), .rdata(w_rdata),
         .we(1'b0), .waddr({WAW{1'b0}}), .wdata({WW{1'b0}}));
-    nm_ram #(.W(IW), .DEPTH(T_DEPTH), .AW(TAW), .INIT(1), .FILE("mem/targets.hex")) tmem (
+    nm_ram #(.W(IW), .DEPTH(T_DEPTH), .AW(TAW), .INIT(1), .FILE({MEMDIR, "targets.hex"})) tmem (
         .clk(clk), .re(syn_re), .raddr(t_addr), .rdata(t_rdata),
         .we(1'b0), .waddr({TAW{1'b0}}), .wdata({IW{1'b0}}));
+
+    // mesh: per neuron of a sending layer, its list of destinations {x, y, layer, index}
+    localparam DEW = XB + YB + LW + IW;
+    wire [DAW-1:0]   d_start;
+    wire [DLENW-1:0] d_len;
+    wire [DEW-1:0]   d_ent;
+    generate if (MESH) begin : g_dst
+        wire [DRAW-1:0] drow_addr = l_drow[l[LW-1:0]] + e_rdata[IW-1:0];
+        nm_ram #(.W(DAW), .DEPTH(DR_DEPTH), .AW(DRAW), .INIT(1), .FILE({MEMDIR, "d_start.hex"})) ds (
+            .clk(clk), .re(st == S_SEVD), .raddr(drow_addr), .rdata(d_start),
+            .we(1'b0), .waddr({DRAW{1'b0}}), .wdata({DAW{1'b0}}));
+        nm_ram #(.W(DLENW), .DEPTH(DR_DEPTH), .AW(DRAW), .INIT(1), .FILE({MEMDIR, "d_len.hex"})) dl (
+            .clk(clk), .re(st == S_SEVD), .raddr(drow_addr), .rdata(d_len),
+            .we(1'b0), .waddr({DRAW{1'b0}}), .wdata({DLENW{1'b0}}));
+        nm_ram #(.W(DEW), .DEPTH(D_DEPTH), .AW(DAW), .INIT(1), .FILE({MEMDIR, "d_ent.hex"})) de (
+            .clk(clk), .re(st == S_SDST), .raddr(dst_start + dk), .rdata(d_ent),
+            .we(1'b0), .waddr({DAW{1'b0}}), .wdata({DEW{1'b0}}));
+    end else begin : g_nodst
+        assign d_start = {DAW{1'b0}};
+        assign d_len = {DLENW{1'b0}};
+        assign d_ent = {DEW{1'b0}};
+    end endgenerate
+    localparam [XB-1:0] MX = X;
+    localparam [YB-1:0] MY = Y;
+    wire [XB-1:0]    ent_x = d_ent[DEW-1 -: XB];
+    wire [YB-1:0]    ent_y = d_ent[DEW-XB-1 -: YB];
+    wire             tx_local = (ent_x == MX) && (ent_y == MY);  // counted, not sent
+    wire [XB:0]      hops_x = (ent_x > MX) ? ent_x - MX : MX - ent_x;
+    wire [YB:0]      hops_y = (ent_y > MY) ? ent_y - MY : MY - ent_y;
+    assign tx_valid = MESH && (st == S_STX) && !tx_local;
+    assign tx_data = {d_ent, ONE_VAL};
 
     // accumulators
     reg              a_re, a_we;
@@ -263,23 +334,23 @@ module nm_core #(
     wire [11:0]      par_du, par_dv, par_da;
     wire [16:0]      par_vth, par_vstep;
     wire [19:0]      par_bias;
-    nm_ram #(.W(12), .DEPTH(P_DEPTH), .AW(PAW), .INIT(1), .FILE("mem/p_du.hex")) pdu (
+    nm_ram #(.W(12), .DEPTH(P_DEPTH), .AW(PAW), .INIT(1), .FILE({MEMDIR, "p_du.hex"})) pdu (
         .clk(clk), .re(s_re), .raddr(par_addr), .rdata(par_du),
         .we(1'b0), .waddr({PAW{1'b0}}), .wdata(12'd0));
-    nm_ram #(.W(12), .DEPTH(P_DEPTH), .AW(PAW), .INIT(1), .FILE("mem/p_dv.hex")) pdv (
+    nm_ram #(.W(12), .DEPTH(P_DEPTH), .AW(PAW), .INIT(1), .FILE({MEMDIR, "p_dv.hex"})) pdv (
         .clk(clk), .re(s_re), .raddr(par_addr), .rdata(par_dv),
         .we(1'b0), .waddr({PAW{1'b0}}), .wdata(12'd0));
-    nm_ram #(.W(17), .DEPTH(P_DEPTH), .AW(PAW), .INIT(1), .FILE("mem/p_vth.hex")) pvth (
+    nm_ram #(.W(17), .DEPTH(P_DEPTH), .AW(PAW), .INIT(1), .FILE({MEMDIR, "p_vth.hex"})) pvth (
         .clk(clk), .re(s_re), .raddr(par_addr), .rdata(par_vth),
         .we(1'b0), .waddr({PAW{1'b0}}), .wdata(17'd0));
-    nm_ram #(.W(20), .DEPTH(P_DEPTH), .AW(PAW), .INIT(1), .FILE("mem/p_bias.hex")) pbias (
+    nm_ram #(.W(20), .DEPTH(P_DEPTH), .AW(PAW), .INIT(1), .FILE({MEMDIR, "p_bias.hex"})) pbias (
         .clk(clk), .re(s_re), .raddr(par_addr), .rdata(par_bias),
         .we(1'b0), .waddr({PAW{1'b0}}), .wdata(20'd0));
     generate if (HAS_TH) begin : g_thp
-        nm_ram #(.W(12), .DEPTH(P_DEPTH), .AW(PAW), .INIT(1), .FILE("mem/p_da.hex")) pda (
+        nm_ram #(.W(12), .DEPTH(P_DEPTH), .AW(PAW), .INIT(1), .FILE({MEMDIR, "p_da.hex"})) pda (
             .clk(clk), .re(s_re), .raddr(par_addr), .rdata(par_da),
             .we(1'b0), .waddr({PAW{1'b0}}), .wdata(12'd0));
-        nm_ram #(.W(17), .DEPTH(P_DEPTH), .AW(PAW), .INIT(1), .FILE("mem/p_vstep.hex")) pvs (
+        nm_ram #(.W(17), .DEPTH(P_DEPTH), .AW(PAW), .INIT(1), .FILE({MEMDIR, "p_vstep.hex"})) pvs (
             .clk(clk), .re(s_re), .raddr(par_addr), .rdata(par_vstep),
             .we(1'b0), .waddr({PAW{1'b0}}), .wdata(17'd0));
     end else begin : g_nothp
@@ -529,8 +600,21 @@ module nm_core #(
                 e_waddr = L_wptr;
                 e_wdata = scnt;
             end
+            S_SSEL: begin              // mesh send: the count of the layer's events of step t
+                e_re = 1'b1;
+                e_raddr = wptr[lcur];
+            end
+            S_SEV: begin
+                e_re = (e != ecount);
+                e_raddr = rptr + 1'b1 + e;
+            end
             default: ;
         endcase
+        if (MESH && in_valid && in_ready && l_ring[in_src]) begin  // a packet into its ring
+            e_we = 1'b1;
+            e_waddr = wptr[in_src] + 1'b1 + icnt[in_src];
+            e_wdata = {in_val, in_idx};
+        end
         if (spike && L_ring) begin     // pipeline stage E: a spike into the layer's ring
             e_we = 1'b1;
             e_waddr = L_wptr + 1'b1 + scnt;
@@ -583,6 +667,8 @@ module nm_core #(
         else if (cnt_sel < 4 * NL) cnt_data <= c_act[cnt_sel - 3 * NL];
         else if (cnt_sel < 4 * NL + NP) cnt_data <= c_evt[cnt_sel - 4 * NL];
         else if (cnt_sel < 4 * NL + 2 * NP) cnt_data <= c_nz[cnt_sel - 4 * NL - NP];
+        else if (cnt_sel == 4 * NL + 2 * NP) cnt_data <= c_msg;
+        else if (cnt_sel == 4 * NL + 2 * NP + 1) cnt_data <= c_hops;
     end
     always @(posedge clk) begin     // events on a non-zero weight, counted as they pass
         if (s1_v && s1_count && w_rdata != 0) c_nz[s1_p] <= c_nz[s1_p] + 1'b1;
@@ -598,6 +684,8 @@ module nm_core #(
             S_IDLE: if (start) begin
                 first_r <= first;
                 l <= 0;
+                o <= 0;
+                gos <= 0;
                 if (first) begin
                     t <= 0;
                     ca <= 0;
@@ -626,7 +714,7 @@ module nm_core #(
                 if (first_r) aptr[pa] <= p_accbase[pa];
                 else aptr[pa] <= (aptr[pa] + p_an[pa] == p_aend[pa]) ? p_accbase[pa]
                                  : aptr[pa] + p_an[pa];
-                if (pa == NP - 1) st <= S_INPUT;
+                if (pa == NP - 1) st <= MESH ? S_WAIT : S_INPUT;
                 else pa <= pa + 1'b1;
             end
             S_INPUT: if (in_valid) begin
@@ -639,12 +727,19 @@ module nm_core #(
             end
             S_INCOUNT: begin          // write each input's event count into its region
                 if (l == NL - 1) begin
-                    o <= 0;
-                    st <= S_OP;
+                    if (!MESH) o <= 0;
+                    // on a mesh, the go after the last wave ends the step
+                    st <= (MESH && gos == m_waves[0] + 1'b1) ? S_DONE : S_OP;
                 end else l <= l + 1'b1;
             end
+            S_WAIT: if (go) begin     // mesh: every core waits, no packet is on its way
+                gos <= gos + 1'b1;
+                l <= 0;
+                st <= S_INCOUNT;
+            end
             S_OP: begin
-                if (o == NO) st <= S_DONE;
+                if (o == NO) st <= MESH ? S_WAIT : S_DONE;
+                else if (MESH && o_wave[o[OW-1:0]] != wv) st <= S_WAIT;
                 else case (o_kind[o[OW-1:0]])
                     2'd1: begin
                         p <= o_idx[o[OW-1:0]];
@@ -653,6 +748,10 @@ module nm_core #(
                     2'd2: begin
                         l <= o_idx[o[OW-1:0]];
                         st <= S_LSTART;
+                    end
+                    2'd3: begin       // mesh: send the layer's spikes of this step
+                        l <= o_idx[o[OW-1:0]];
+                        st <= S_SSEL;
                     end
                     default: o <= o + 1'b1;
                 endcase
@@ -730,6 +829,41 @@ module nm_core #(
                 o <= o + 1'b1;
                 st <= S_OP;
             end
+            S_SSEL: begin             // mesh send: the count's read is issued here
+                rptr <= wptr[lcur];
+                st <= S_SCNT;
+            end
+            S_SCNT: begin
+                ecount <= e_rdata[IW:0];
+                e <= 0;
+                st <= S_SEV;
+            end
+            S_SEV: begin
+                if (e == ecount) begin
+                    o <= o + 1'b1;
+                    st <= S_OP;
+                end else st <= S_SEVD;
+            end
+            S_SEVD: st <= S_SROW;     // event read back; its destination list read issued
+            S_SROW: begin
+                dst_start <= d_start;
+                dst_len <= d_len;
+                dk <= 0;
+                if (d_len == 0) begin
+                    e <= e + 1'b1;
+                    st <= S_SEV;
+                end else st <= S_SDST;
+            end
+            S_SDST: st <= S_STX;      // destination read issued
+            S_STX: if (tx_local || tx_ready) begin
+                c_msg <= c_msg + 1'b1;
+                c_hops <= c_hops + hops_x + hops_y;
+                dk <= dk + 1'b1;
+                if (dk + 1'b1 == dst_len) begin
+                    e <= e + 1'b1;
+                    st <= S_SEV;
+                end else st <= S_SDST;
+            end
             S_DONE: begin
                 done <= 1'b1;
                 st <= S_IDLE;
@@ -752,9 +886,12 @@ module nm_core #(
                 scnt <= scnt + 1'b1;
             end
         end
+        if (MESH && in_valid && in_ready) icnt[in_src] <= icnt[in_src] + 1'b1;
         if (rst) begin
             st <= S_IDLE;
             t <= 0;
+            c_msg <= 0;
+            c_hops <= 0;
             for (ii = 0; ii < NL; ii = ii + 1) begin
                 c_spk[ii] <= 0;
                 c_upd[ii] <= 0;

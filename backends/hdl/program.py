@@ -50,7 +50,7 @@ CHUNK = 1 << 16
 #: Parameters that are sizes: a program runs on any build whose sizes are at least its own.
 SIZE_PARAMS = ("NL", "NP", "NO", "IW", "VALW", "GRADED", "WW", "EXPW", "LENW", "DLW", "W_DEPTH",
                "T_DEPTH", "ROW_DEPTH", "E_DEPTH", "A_DEPTH", "S_DEPTH", "P_DEPTH", "ACCW", "AW",
-               "UW", "HAS_TH", "CNTW", "TW")
+               "UW", "HAS_TH", "CNTW", "TW", "LANES")
 
 
 @dataclass
@@ -535,7 +535,7 @@ def _params(layers, projections, memories, bounds, input_max, n_list, acc_words,
         "P_DEPTH": max(1, len(memories["p_du"])),
         "ACCW": signed_bits(bounds["acc"]), "AW": max(signed_bits(a), signed_bits(bounds["acc"])),
         "UW": uw, "HAS_TH": int(any(layer.kind == "alif" for layer in layers)),
-        "CNTW": 32, "TW": 32,
+        "CNTW": 32, "TW": 32, "LANES": 1,
     }
     return derive(p)
 

@@ -169,8 +169,14 @@ def run(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray], *, record: 
         timeout_s: float | None = None, chip: str | Path | Chip = DEFAULT_CHIP,
         core: None = None) -> RunResult:
     """Run a quantised graph on the Verilog core in a simulator; see `nmcompile.run`.
-    `core` is refused: `chip` replaced it."""
+    A graph placed by `nmcompile.map` runs on nm_mesh, a core per core of its placement
+    (`mesh_runner.run_mesh`). `core` is refused: `chip` replaced it."""
     refuse_core(core)
+    if graph.placement is not None:
+        from .mesh_runner import run_mesh
+
+        return run_mesh(graph, spikes, record=record, simulator=simulator, sizes=sizes,
+                        timeout_s=timeout_s).result
     return run_hdl(graph, spikes, record=record, simulator=simulator, sizes=sizes,
                    timeout_s=timeout_s, chip=chip).result
 

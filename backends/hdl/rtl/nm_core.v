@@ -56,6 +56,11 @@ module nm_core #(
     // on in_*, spikes leave as packets on tx_* (send ops), and a step runs in waves, each
     // closed by the mesh's barrier (go); see "A step on a mesh" below
     parameter MESH = 0,
+    // synapses per clock (1, 2, 4): the weights and targets in LANES banks (lane l holds
+    // entry l of each slot of LANES entries), the accumulators in LANES banks (address mod
+    // LANES); the program places every list synapse in the lane of its target's bank (pads
+    // where a bank has fewer), so lanes never conflict and each slot takes one clock
+    parameter LANES = 1,
     parameter X = 0, parameter Y = 0,              // this core's place in the mesh
     parameter XB = 1, parameter YB = 1,            // mesh column and row address widths
     parameter WVW = 1,                             // wave number width
@@ -252,17 +257,26 @@ module nm_core #(
         .we(1'b0), .waddr({ROWAW{1'b0}}), .wdata({LENW{1'b0}}));
 
     // synapses: weight mantissas, and targets for list projections (dense ones imply them)
+    // (with LANES > 1: W_DEPTH and T_DEPTH count slots, a target word carries a valid flag
+    // above the index, clear in a pad, and weights<l>.hex, targets<l>.hex are lane l's bank)
+    localparam TEW = (LANES > 1) ? IW + 1 : IW;
     wire             syn_re = (st == S_SYN);
-    wire [WAW-1:0]   syn_addr = syn_start + k;
+    wire [WAW-1:0]   syn_addr = syn_start + k / LANES;
     wire [TAW-1:0]   t_addr = syn_addr;      // list synapses lie below T_DEPTH
-    wire [WW-1:0]    w_rdata;
-    wire [IW-1:0]    t_rdata;
-    nm_ram #(.W(WW), .DEPTH(W_DEPTH), .AW(WAW), .INIT(1), .FILE({MEMDIR, "weights.hex"})) wmem (
-        .clk(clk), .re(syn_re), .raddr(syn_addr), .rdata(w_rdata),
-        .we(1'b0), .waddr({WAW{1'b0}}), .wdata({WW{1'b0}}));
-    nm_ram #(.W(IW), .DEPTH(T_DEPTH), .AW(TAW), .INIT(1), .FILE({MEMDIR, "targets.hex"})) tmem (
-        .clk(clk), .re(syn_re), .raddr(t_addr), .rdata(t_rdata),
-        .we(1'b0), .waddr({TAW{1'b0}}), .wdata({IW{1'b0}}));
+    wire [LANES*WW-1:0]  w_rdata;
+    wire [LANES*TEW-1:0] t_rdata;
+    genvar ln;
+    generate for (ln = 0; ln < LANES; ln = ln + 1) begin : g_syn
+        localparam [7:0] DIGIT = 8'h30 + ln;
+        nm_ram #(.W(WW), .DEPTH(W_DEPTH), .AW(WAW), .INIT(1),
+                 .FILE(LANES == 1 ? {MEMDIR, "weights.hex"} : {MEMDIR, "weights", DIGIT, ".hex"})) wmem (
+            .clk(clk), .re(syn_re), .raddr(syn_addr), .rdata(w_rdata[ln*WW +: WW]),
+            .we(1'b0), .waddr({WAW{1'b0}}), .wdata({WW{1'b0}}));
+        nm_ram #(.W(TEW), .DEPTH(T_DEPTH), .AW(TAW), .INIT(1),
+                 .FILE(LANES == 1 ? {MEMDIR, "targets.hex"} : {MEMDIR, "targets", DIGIT, ".hex"})) tmem (
+            .clk(clk), .re(syn_re), .raddr(t_addr), .rdata(t_rdata[ln*TEW +: TEW]),
+            .we(1'b0), .waddr({TAW{1'b0}}), .wdata({TEW{1'b0}}));
+    end endgenerate
 
     // mesh: per neuron of a sending layer, its list of destinations {x, y, layer, index}
     localparam DEW = XB + YB + LW + IW;
@@ -295,14 +309,10 @@ module nm_core #(
     assign tx_valid = MESH && (st == S_STX) && !tx_local;
     assign tx_data = {d_ent, ONE_VAL};
 
-    // accumulators
-    reg              a_re, a_we;
-    reg [AAW-1:0]    a_raddr, a_waddr;
-    reg [ACCW:0]     a_wdata;
-    wire [ACCW:0]    a_rdata;               // {reached, sum}
-    nm_ram #(.W(ACCW + 1), .DEPTH(A_DEPTH), .AW(AAW)) acc (
-        .clk(clk), .re(a_re), .raddr(a_raddr), .rdata(a_rdata),
-        .we(a_we), .waddr(a_waddr), .wdata(a_wdata));
+    // accumulators: LANES banks of {reached, sum} words (in the accumulate pipeline below)
+    localparam BAW = (AAW > 2) ? AAW : 3;  // bank address width (wide enough for any bank)
+    localparam B_DEPTH = (A_DEPTH + LANES - 1) / LANES;
+    wire [LANES*(ACCW+1)-1:0] bank_rdata;
 
     // neuron state u, v, th (the adaptive threshold's state)
     wire             s_re = (st == S_NU) && (nq == 0);
@@ -362,27 +372,20 @@ module nm_core #(
     // stage 1: weight (and target) read back; accumulator read issued
     // stage 2: accumulator read back; ACC[j] = old + w * x written; a write of the previous
     //          clock to the same address is forwarded (the RAM returns the old word)
+    // (per lane; lane l of a slot reaches an accumulator of bank l, whose word is the
+    // address divided by LANES)
     reg                  s1_v, s1_list, s1_count;
+    reg [LANES-1:0]      s1_lv;             // lanes issued with an entry of the row
     reg [PW-1:0]         s1_p;
     reg [LENW-1:0]       s1_k;
     reg [VALW-1:0]       s1_val;
     reg [AAW-1:0]        s1_abase;
-    reg                  s2_v;
-    reg [AAW-1:0]        s2_addr;
-    reg signed [PRW-1:0] s2_prod;
-    reg                  fw_v;
-    reg [AAW-1:0]        fw_addr;
-    reg [ACCW-1:0]       fw_data;
-    wire [IW-1:0]        s1_tgt = s1_list ? t_rdata : s1_k;  // sized by the assignment
-    wire [AAW-1:0]       s1_addr = s1_abase + s1_tgt;
-    wire signed [PRW-1:0] s1_prod;
-    generate if (GRADED) begin : g_mul
-        assign s1_prod = $signed(w_rdata) * $signed(s1_val);
-    end else begin : g_nomul
-        assign s1_prod = $signed(w_rdata);
-    end endgenerate
-    wire [ACCW-1:0]      s2_old = (fw_v && fw_addr == s2_addr) ? fw_data : a_rdata[ACCW-1:0];
-    wire [ACCW-1:0]      s2_sum = $signed(s2_old) + s2_prod;
+    wire [LANES-1:0]     lane_ok, lane_nz, s2_vs;
+    wire [2:0]           n_ok, n_nz;        // synapses, and on non-zero weights, this clock
+    // the neuron pipeline's accumulator word: read in stage A, cleared in stage B
+    wire [AAW-1:0]       nu_addr;
+    wire [AAW-1:0]       b_addr;
+    integer              lq;
 
     always @(posedge clk) begin
         s1_v <= syn_re;
@@ -392,18 +395,83 @@ module nm_core #(
         s1_abase <= acc_wbase;
         s1_count <= p_count[p];
         s1_p <= p;
-        s2_v <= s1_v;
-        s2_addr <= s1_addr;
-        s2_prod <= s1_prod;
-        fw_v <= s2_v;
-        fw_addr <= s2_addr;
-        fw_data <= s2_sum;
+        for (lq = 0; lq < LANES; lq = lq + 1) s1_lv[lq] <= syn_re && ({1'b0, k} + lq < {1'b0, syn_len});
         if (rst) begin
             s1_v <= 1'b0;
-            s2_v <= 1'b0;
-            fw_v <= 1'b0;
+            s1_lv <= {LANES{1'b0}};
         end
     end
+    generate for (ln = 0; ln < LANES; ln = ln + 1) begin : g_lane
+        wire signed [WW-1:0]  w_l = w_rdata[ln*WW +: WW];
+        wire [TEW-1:0]        t_l = t_rdata[ln*TEW +: TEW];
+        wire                  ok = s1_lv[ln] && (!s1_list || LANES == 1 || t_l[TEW-1]);
+        wire [IW-1:0]         tgt = s1_list ? t_l[IW-1:0] : s1_k + ln;  // sized by assignment
+        wire [AAW-1:0]        addr = s1_abase + tgt;
+        wire signed [PRW-1:0] prod;
+        if (GRADED) begin : g_mul
+            assign prod = w_l * $signed(s1_val);
+        end else begin : g_nomul
+            assign prod = w_l;
+        end
+        reg                   s2_v, fw_v;
+        reg [AAW-1:0]         s2_addr, fw_addr;
+        reg signed [PRW-1:0]  s2_prod;
+        reg [ACCW-1:0]        fw_data;
+        wire [ACCW:0]         rd;
+        wire [ACCW-1:0]       s2_old = (fw_v && fw_addr == s2_addr) ? fw_data : rd[ACCW-1:0];
+        wire [ACCW-1:0]       s2_sum = $signed(s2_old) + s2_prod;
+        always @(posedge clk) begin
+            s2_v <= ok;
+            s2_addr <= addr;
+            s2_prod <= prod;
+            fw_v <= s2_v;
+            fw_addr <= s2_addr;
+            fw_data <= s2_sum;
+            if (rst) begin
+                s2_v <= 1'b0;
+                fw_v <= 1'b0;
+            end
+        end
+        // the bank's ports: the neuron pipeline's read and clear, the clear of a new sample,
+        // or this lane's read (stage 1) and write (stage 2)
+        reg                   re, we;
+        reg [BAW-1:0]         ra, wa;
+        reg [ACCW:0]          wd;
+        always @* begin
+            re = 1'b0; ra = addr / LANES;
+            we = 1'b0; wa = s2_addr / LANES; wd = {1'b1, s2_sum};
+            if (st == S_NU || b_v) begin
+                re = (st == S_NU) && (L_np != 0) && (nu_addr % LANES == ln);
+                ra = nu_addr / LANES;
+                we = b_v && (L_np != 0) && (b_addr % LANES == ln);
+                wa = b_addr / LANES;
+                wd = {(ACCW + 1){1'b0}};
+            end else if (st == S_CLEAR) begin
+                we = (ca < B_DEPTH);
+                wa = ca;
+                wd = {(ACCW + 1){1'b0}};
+            end else begin
+                re = ok;
+                we = s2_v;
+            end
+        end
+        nm_ram #(.W(ACCW + 1), .DEPTH(B_DEPTH), .AW(BAW)) acc (
+            .clk(clk), .re(re), .raddr(ra), .rdata(rd), .we(we), .waddr(wa), .wdata(wd));
+        assign bank_rdata[ln*(ACCW+1) +: ACCW+1] = rd;
+        assign lane_ok[ln] = ok;
+        assign lane_nz[ln] = ok && (w_l != 0);
+        assign s2_vs[ln] = s2_v;
+    end endgenerate
+    function [2:0] ones;
+        input [LANES-1:0] bits;
+        integer q;
+        begin
+            ones = 3'd0;
+            for (q = 0; q < LANES; q = q + 1) ones = ones + bits[q];
+        end
+    endfunction
+    assign n_ok = ones(lane_ok);
+    assign n_nz = ones(lane_nz);
 
     // ---------------------------------------------------------------- neuron pipeline
     // A (state S_NU): read ACC[p][t][j] for each projection p into the layer, one per clock;
@@ -421,6 +489,7 @@ module nm_core #(
     wire signed [EXPW-1:0] b_exp = p_exp[b_p];
     wire [EXPW-1:0]        b_nexp = -b_exp;
     wire                   b_acc = b_v && (L_np != 0);  // an accumulator word arrives
+    wire [ACCW:0]          a_rdata = bank_rdata[(b_addr % LANES) * (ACCW + 1) +: ACCW + 1];
     wire signed [AW-1:0]   acc_ext = b_acc ? $signed(a_rdata[ACCW-1:0]) : ZERO_A;
     wire signed [AW-1:0]   b_shift = b_exp[EXPW-1] ? (acc_ext >>> b_nexp) : (acc_ext <<< b_exp);
     reg signed [AW-1:0]    b_sum;                 // the projections summed so far
@@ -621,24 +690,9 @@ module nm_core #(
             e_wdata = {ONE_VAL, e_j[IW-1:0]};
         end
     end
-    always @* begin                    // the accumulators' ports
-        a_re = 1'b0; a_raddr = s1_addr;
-        a_we = 1'b0; a_waddr = s2_addr; a_wdata = {1'b1, s2_sum};
-        if (st == S_NU || b_v) begin   // stages A and B: read, then clear, accumulators
-            a_re = (st == S_NU) && (L_np != 0);
-            a_raddr = aptr[L_pfirst + nq[PW-1:0]] + j;
-            a_we = b_v && (L_np != 0);
-            a_waddr = aptr[b_p] + b_j;
-            a_wdata = {(ACCW + 1){1'b0}};
-        end else if (st == S_CLEAR) begin
-            a_we = (ca < A_DEPTH);
-            a_waddr = ca;
-            a_wdata = {(ACCW + 1){1'b0}};
-        end else begin
-            a_re = s1_v;
-            a_we = s2_v;
-        end
-    end
+    // stages A and B of the neuron pipeline: read, then clear, accumulators (g_lane's ports)
+    assign nu_addr = aptr[L_pfirst + nq[PW-1:0]] + j;
+    assign b_addr = aptr[b_p] + b_j;
 
     always @* begin
         s_we = 1'b0; s_waddr = L_sbase + e_j;
@@ -670,9 +724,15 @@ module nm_core #(
         else if (cnt_sel == 4 * NL + 2 * NP) cnt_data <= c_msg;
         else if (cnt_sel == 4 * NL + 2 * NP + 1) cnt_data <= c_hops;
     end
-    always @(posedge clk) begin     // events on a non-zero weight, counted as they pass
-        if (s1_v && s1_count && w_rdata != 0) c_nz[s1_p] <= c_nz[s1_p] + 1'b1;
-        if (rst) for (ii = 0; ii < NP; ii = ii + 1) c_nz[ii] <= 0;
+    always @(posedge clk) begin     // synaptic events, and those on a non-zero weight
+        if (s1_v && s1_count) begin
+            c_evt[s1_p] <= c_evt[s1_p] + n_ok;
+            c_nz[s1_p] <= c_nz[s1_p] + n_nz;
+        end
+        if (rst) for (ii = 0; ii < NP; ii = ii + 1) begin
+            c_evt[ii] <= 0;
+            c_nz[ii] <= 0;
+        end
     end
 
     // ---------------------------------------------------------------- the sequencer
@@ -798,20 +858,19 @@ module nm_core #(
                 syn_start <= row_start;
                 syn_len <= row_len;
                 k <= 0;
-                if (p_count[p]) c_evt[p] <= c_evt[p] + row_len;
                 if (row_len == 0) begin
                     e <= e + 1'b1;
                     st <= S_EV;
                 end else st <= S_SYN;
             end
-            S_SYN: begin              // one synapse issued per clock
-                k <= k + 1'b1;
-                if (k == syn_len - 1'b1) begin
+            S_SYN: begin              // one slot (LANES synapses) issued per clock
+                k <= k + LANES;
+                if ({1'b0, k} + LANES >= {1'b0, syn_len}) begin
                     e <= e + 1'b1;
                     st <= S_EV;
                 end
             end
-            S_DRAIN: if (!s1_v && !s2_v) begin
+            S_DRAIN: if (!s1_v && !(|s2_vs)) begin
                 j <= 0;
                 nq <= 0;
                 scnt <= 0;
@@ -900,10 +959,7 @@ module nm_core #(
                 wptr[ii] <= 0;
                 icnt[ii] <= 0;
             end
-            for (ii = 0; ii < NP; ii = ii + 1) begin
-                c_evt[ii] <= 0;
-                aptr[ii] <= 0;
-            end
+            for (ii = 0; ii < NP; ii = ii + 1) aptr[ii] <= 0;
         end
     end
 endmodule

@@ -22,7 +22,7 @@ from random_graphs import N_GRAPHS, random_graph
 
 import nmcompile
 from backends import hdl
-from backends.hdl.program import build_program, merge_sizes
+from backends.hdl.program import apply_lanes, build_program, merge_sizes
 from backends.hdl.project import identifiers
 from nmcompile.contract import raise_problems
 from nmcompile.errors import LimitError, UnsupportedError
@@ -322,13 +322,14 @@ def test_a_failed_compile_leaves_nothing(tmp_path, tmp_path_factory) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def formula_cycles(g: Graph, x, ref) -> np.ndarray:
+def formula_cycles(g: Graph, x, ref, lanes: int = 1) -> np.ndarray:
     """docs/hdl.md's cycles per step, from the program and the emulator's spikes:
     2 NL + NP + 3 + E_in + sum over projections (2 while t < d0, else
-    4 + sum over delivered events (3 + fan-out)) + sum over layers (n max(1, k) + 10),
-    plus max(S_DEPTH, A_DEPTH) on the first step of a sample."""
-    program = build_program(g, input_max=int(np.abs(np.asarray(
-        next(iter(x.values())) if isinstance(x, dict) else x)).max()))
+    4 + sum over delivered events (3 + ceil(row entries / lanes))) + sum over layers
+    (n max(1, k) + 10), plus max(S_DEPTH, A_DEPTH) on the first step of a sample."""
+    program = apply_lanes(build_program(g, input_max=int(np.abs(np.asarray(
+        next(iter(x.values())) if isinstance(x, dict) else x)).max())), lanes)
+    row_len = program.memories["row_len"]
     p = program.params
     inputs = x if isinstance(x, dict) else {g.inputs[0]: x}
     T, B = next(iter(inputs.values())).shape[:2]
@@ -345,18 +346,22 @@ def formula_cycles(g: Graph, x, ref) -> np.ndarray:
                     c += 2
                     continue
                 events = np.flatnonzero(out[program.layers[proj.src].name][t - proj.delay, b])
-                c += 4 + sum(3 + int(proj.rows.lengths[i]) for i in events)
+                c += 4 + sum(3 + -(-int(row_len[proj.rowbase + i]) // lanes) for i in events)
             c += sum(layer.n * max(1, layer.nproj) + 10 for layer in program.neuron_layers)
             cycles[t, b] = c
     return cycles
 
 
-@pytest.mark.parametrize("seed", [0, 5, 6, 7, 9])
-def test_cycles_per_step_follow_the_documented_formula(seed: int) -> None:
+@pytest.mark.parametrize("lanes", [1, 2, 4])
+@pytest.mark.parametrize("seed", [0, 5, 6, 7, 9, 12])
+def test_cycles_per_step_follow_the_documented_formula(seed: int, lanes: int) -> None:
+    """Also with 2 and 4 accumulate lanes, where every spike and counter stays the
+    emulator's (list rows in lanes by their targets' banks, pads included)."""
     g, x, _ = random_graph(seed)
     ref = nmcompile.run(g, x, record=True)
-    run = hdl.run_hdl(g, x)
-    assert np.array_equal(run.cycles, formula_cycles(g, x, ref))
+    run = hdl.run_hdl(g, x, record=True, lanes=lanes)
+    assert first_difference(ref, run.result) is None, first_difference(ref, run.result)
+    assert np.array_equal(run.cycles, formula_cycles(g, x, ref, lanes))
 
 
 # --------------------------------------------------------------------------------------------

@@ -59,8 +59,13 @@ def field_widths(p: dict[str, int]) -> dict[str, tuple[int, int]]:
     out = {f"l_{k}": (w, p["NL"]) for k, w in layer.items()}
     out |= {"o_kind": (2, p["NO"]), "o_idx": (max(p["LW"], p["PW"]), p["NO"])}
     out |= {f"p_{k}": (w, p["NP"]) for k, w in proj.items()}
-    out |= {"weights": (p["WW"], p["W_DEPTH"]), "targets": (p["IW"], p["T_DEPTH"]),
-            "row_start": (p["WAW"], p["ROW_DEPTH"]), "row_len": (p["LENW"], p["ROW_DEPTH"]),
+    lanes = p.get("LANES", 1)
+    if lanes == 1:
+        out |= {"weights": (p["WW"], p["W_DEPTH"]), "targets": (p["IW"], p["T_DEPTH"])}
+    else:  # a bank per lane; a target word carries a valid flag above the index
+        out |= {f"weights{k}": (p["WW"], p["W_DEPTH"]) for k in range(lanes)}
+        out |= {f"targets{k}": (p["IW"] + 1, p["T_DEPTH"]) for k in range(lanes)}
+    out |= {"row_start": (p["WAW"], p["ROW_DEPTH"]), "row_len": (p["LENW"], p["ROW_DEPTH"]),
             "p_du": (12, p["P_DEPTH"]), "p_dv": (12, p["P_DEPTH"]), "p_vth": (17, p["P_DEPTH"]),
             "p_bias": (20, p["P_DEPTH"]), "p_vstep": (17, p["P_DEPTH"]),
             "p_da": (12, p["P_DEPTH"])}
@@ -101,7 +106,10 @@ def write_memories(program: Program, params: dict[str, int], mem_dir: Path) -> l
         path = mem_dir / f"{name}.hex"
         # The synapse memories are made while written: a convolution's unrolled synapses
         # never exist as one list.
-        words = synapse_words(program, name) if name in ("weights", "targets") else images[name]
+        words = (synapse_words(program, name) if name in ("weights", "targets")
+                 and name not in images else images[name])
+        if name.startswith("targets") and name != "targets":  # a lane's: a valid flag
+            words = np.where(words < 0, 0, words | (1 << params["IW"]))
         with path.open("w") as f:
             f.writelines(hex_chunks(words, width, depth))
         written.append(path)

@@ -137,8 +137,10 @@ def _piece_rows(n_src: int, src: np.ndarray, tgt: np.ndarray, w: np.ndarray, top
     return rows
 
 
-def build_mesh(graph: Graph, *, input_max: int = 1, profile: Profile | None = None) -> Mesh:
-    """Lower a placed quantised graph to one program per core of its chip's mesh."""
+def build_mesh(graph: Graph, *, input_max: int = 1, lanes: int = 1,
+               profile: Profile | None = None) -> Mesh:
+    """Lower a placed quantised graph to one program per core of its chip's mesh (cores of
+    `lanes` accumulate lanes)."""
     pg.check_structure(graph)
     chip = mesh_chip(graph)
     shapes = graph.validate()
@@ -287,7 +289,7 @@ def build_mesh(graph: Graph, *, input_max: int = 1, profile: Profile | None = No
     for c in range(n):
         prog, ext = _core_program(graph, c, layers[c], projs[c], ops[c], op_wave[c], where[c],
                                   dests, core_of, local, cols, shapes, input_max, limits, waves)
-        programs.append(prog)
+        programs.append(pg.apply_lanes(prog, lanes))
         extra.append(ext)
     hosted = {}
     for k, parts in host.items():

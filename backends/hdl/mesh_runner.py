@@ -108,19 +108,20 @@ def _parse(text: str, n_steps: int) -> dict:
 def run_mesh(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray], *,
              record: bool = False, simulator: str = "verilator",
              sizes: Mapping[str, int] | None = None, timeout_s: float | None = None,
-             stall: tuple[int, int] | None = None) -> HdlRun:
+             stall: tuple[int, int] | None = None, lanes: int = 1) -> HdlRun:
     """Simulate a placed graph on nm_mesh (its chip's R x C cores) in one testbench run.
 
     `sizes`: build at least this large (`mesh.merge_mesh`), so that graphs share a build.
     `stall=(bit, period)`: hold router output `bit` (4 * core + 0 east, 1 west, 2 north,
     3 south) not ready on all but one clock in `period` (a busy link: only cycles change).
+    `lanes`: synapses per clock of every core (1, 2, 4).
     """
     shapes = graph.validate()
     inputs, T, B = normalize_inputs(graph, spikes, shapes, integers=True)
     check_activity(T, B, shapes, record)
     inputs = {k: np.asarray(v).astype(np.int64) for k, v in inputs.items()}
     input_max = max([1] + [int(np.abs(v).max(initial=0)) for v in inputs.values()])
-    mesh = build_mesh(graph, input_max=input_max)
+    mesh = build_mesh(graph, input_max=input_max, lanes=lanes)
     params = mesh.params if not sizes else merge_mesh(mesh.params, {**mesh.params, **sizes})
     bound = max(_counter_bound(p, T, B) for p in mesh.programs)
     if bound >= 1 << params["CNTW"]:

@@ -50,7 +50,7 @@ CHUNK = 1 << 16
 #: Parameters that are sizes: a program runs on any build whose sizes are at least its own.
 SIZE_PARAMS = ("NL", "NP", "NO", "IW", "VALW", "GRADED", "WW", "EXPW", "LENW", "DLW", "W_DEPTH",
                "T_DEPTH", "ROW_DEPTH", "E_DEPTH", "A_DEPTH", "S_DEPTH", "P_DEPTH", "ACCW", "AW",
-               "UW", "HAS_TH", "CNTW", "TW", "LANES")
+               "UW", "HAS_TH", "CNTW", "TW")
 
 
 @dataclass
@@ -557,6 +557,8 @@ def derive(p: dict[str, int]) -> dict[str, int]:
 def merge_sizes(*param_sets: dict[str, int]) -> dict[str, int]:
     """The smallest sizes that hold every one of the given programs (one build for all)."""
     merged = {k: max(ps[k] for ps in param_sets) for k in SIZE_PARAMS}
+    # lanes are the layout of the first program's synapses, not a size
+    merged["LANES"] = param_sets[0].get("LANES", 1)
     return derive(merged)
 
 
@@ -565,3 +567,94 @@ def fit(params: dict[str, int], floor: dict[str, int] | None) -> dict[str, int]:
     if not floor:
         return params
     return merge_sizes(params, {k: floor.get(k, params[k]) for k in SIZE_PARAMS})
+
+
+# --------------------------------------------------------------------------------------------
+# parallel lanes
+# --------------------------------------------------------------------------------------------
+
+
+def apply_lanes(program: Program, lanes: int) -> Program:
+    """Lay `program` out for a core of `lanes` accumulate lanes (rtl/nm_core.v, LANES).
+
+    Accumulator slots are padded to a multiple of `lanes` words, so that target j always lies
+    in bank j mod lanes. Synapses are stored in slots of `lanes` entries, entry l in lane l's
+    bank: a dense row's synapse k in lane k mod lanes (its target is k), a list row's synapses
+    grouped by their target's bank, each bank's in its order, a pad (valid flag clear) where
+    a bank has fewer than the row's busiest (target -1 here; the hex file clears its valid
+    flag, which sits above the build's index width). Sums are unchanged (integers add in any order)
+    and no two lanes of a slot ever meet one bank. The memories are made whole here: lanes
+    are for FPGA-sized programs."""
+    if lanes == 1:
+        return program
+    if lanes not in (2, 4):
+        raise UnsupportedError(f"lanes={lanes}: the core has 1, 2 or 4 accumulate lanes")
+    projs = program.projections
+    for p in projs:
+        p.n_dst = -(-p.n_dst // lanes) * lanes
+    acc = 0
+    for p in projs:  # owners first take words; a sharer (a mesh piece) takes its owner's
+        if getattr(p, "owner", None) is None:
+            p.accbase = acc
+            acc += p.n_dst * (p.dendritic + 1)
+    for p in projs:
+        if getattr(p, "owner", None) is not None:
+            p.accbase = p.owner.accbase  # type: ignore[attr-defined]
+    top = max([1] + [x.n_dst for x in projs])
+    iw = max(program.params["IW"], (top - 1).bit_length(), 2)  # p_an holds n_dst in IW + 1
+    weights: list[list[np.ndarray]] = [[] for _ in range(lanes)]
+    targets: list[list[np.ndarray]] = [[] for _ in range(lanes)]
+    starts, lens = {}, {}
+    slot = 0
+    for k in _layout(projs):
+        p = projs[k]
+        n_src = len(p.rows.lengths)
+        row_slots, row_len = np.zeros(n_src, np.int64), np.zeros(n_src, np.int64)
+        src = 0
+        for t, w in p.rows.blocks():
+            counts = p.rows.lengths[src:src + _block_sources(p, src)]
+            cuts = np.concatenate([[0], np.cumsum(counts)])
+            for r in range(len(counts)):
+                tw = w[cuts[r]:cuts[r + 1]]
+                if p.is_list:
+                    tt = t[cuts[r]:cuts[r + 1]]
+                    bank = tt % lanes
+                    per = np.bincount(bank, minlength=lanes)
+                    n_slots = int(per.max(initial=0))
+                    for lane in range(lanes):
+                        sel = bank == lane
+                        pad = n_slots - int(per[lane])
+                        weights[lane].append(np.concatenate([tw[sel], np.zeros(pad, np.int64)]))
+                        targets[lane].append(np.concatenate([tt[sel],  # -1: a pad
+                                                             np.full(pad, -1, np.int64)]))
+                    row_len[src + r] = n_slots * lanes
+                else:
+                    n_slots = -(-tw.size // lanes)
+                    padded = np.concatenate([tw, np.zeros(n_slots * lanes - tw.size, np.int64)])
+                    for lane in range(lanes):
+                        weights[lane].append(padded[lane::lanes])
+                    row_len[src + r] = tw.size
+                row_slots[src + r] = n_slots
+            src += len(counts)
+        starts[k] = slot + np.cumsum(row_slots) - row_slots
+        lens[k] = row_len
+        slot += int(row_slots.sum())
+    n_list = sum(len(a) for a in targets[0])  # list rows come first (`_layout`)
+    program.memories["row_start"] = np.concatenate(
+        [starts[k] for k in range(len(projs))] or [np.zeros(0, np.int64)]).astype(np.int64)
+    program.memories["row_len"] = np.concatenate(
+        [lens[k] for k in range(len(projs))] or [np.zeros(0, np.int64)]).astype(np.int64)
+    for lane in range(lanes):
+        program.memories[f"weights{lane}"] = np.concatenate(weights[lane] or [np.zeros(0, np.int64)])
+        program.memories[f"targets{lane}"] = np.concatenate(targets[lane] or [np.zeros(0, np.int64)])
+    p = dict(program.params)
+    p.update(LANES=lanes, W_DEPTH=max(1, slot), T_DEPTH=max(1, n_list), A_DEPTH=max(1, acc),
+             LENW=max(1, int(program.memories["row_len"].max(initial=1)).bit_length()))
+    p["IW"] = iw
+    program.params = derive(p)
+    return program
+
+
+def _block_sources(p: Projection, start: int) -> int:
+    """Sources in the block of `p.rows.blocks()` that begins at source `start`."""
+    return min(p.rows.step, len(p.rows.lengths) - start)

@@ -19,7 +19,7 @@ from nmcompile.result import RunResult, assemble_outputs
 
 from .hexfiles import write_memories
 from .limits import DEFAULT_CHIP, refuse_core
-from .program import Program, build_program, fit
+from .program import Program, apply_lanes, build_program, fit
 from .simulate import Response, built, simulate
 
 #: The slowest simulator speed the timeout allows for (Icarus runs ~10^5 clocks/s here).
@@ -75,19 +75,20 @@ def _counter_bound(program: Program, T: int, B: int) -> int:
 def run_hdl(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray], *,
             record: bool = False, simulator: str = "icarus",
             sizes: Mapping[str, int] | None = None, timeout_s: float | None = None,
-            chip: str | Path | Chip = DEFAULT_CHIP) -> HdlRun:
+            chip: str | Path | Chip = DEFAULT_CHIP, lanes: int = 1) -> HdlRun:
     """Simulate `graph` on `spikes` (T, batch, *shape) in one testbench invocation.
 
     `sizes`: build at least this large (see `program.merge_sizes`), so that several graphs
     share one simulator build. `chip`: the chip whose core bounds the program (neurons,
     synapse words: `limits.CoreLimits.of`); the weight width is the graph's profile's.
+    `lanes`: synapses per clock of the core (1, 2, 4; `program.apply_lanes`).
     """
     shapes = graph.validate()
     inputs, T, B = normalize_inputs(graph, spikes, shapes, integers=True)
     check_activity(T, B, shapes, record)
     inputs = {k: np.asarray(v).astype(np.int64) for k, v in inputs.items()}
     input_max = max([1] + [int(np.abs(v).max(initial=0)) for v in inputs.values()])
-    program = build_program(graph, input_max=input_max, chip=chip)
+    program = apply_lanes(build_program(graph, input_max=input_max, chip=chip), lanes)
     params = fit(program.params, dict(sizes) if sizes else None)
     bound = _counter_bound(program, T, B)
     if bound >= 1 << params["CNTW"]:
@@ -167,7 +168,7 @@ def _result(program: Program, params: dict[str, int], resp: Response,
 def run(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray], *, record: bool = False,
         simulator: str = "icarus", sizes: Mapping[str, int] | None = None,
         timeout_s: float | None = None, chip: str | Path | Chip = DEFAULT_CHIP,
-        core: None = None) -> RunResult:
+        core: None = None, lanes: int = 1) -> RunResult:
     """Run a quantised graph on the Verilog core in a simulator; see `nmcompile.run`.
     A graph placed by `nmcompile.map` runs on nm_mesh, a core per core of its placement
     (`mesh_runner.run_mesh`). `core` is refused: `chip` replaced it."""
@@ -176,9 +177,9 @@ def run(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray], *, record: 
         from .mesh_runner import run_mesh
 
         return run_mesh(graph, spikes, record=record, simulator=simulator, sizes=sizes,
-                        timeout_s=timeout_s).result
+                        timeout_s=timeout_s, lanes=lanes).result
     return run_hdl(graph, spikes, record=record, simulator=simulator, sizes=sizes,
-                   timeout_s=timeout_s, chip=chip).result
+                   timeout_s=timeout_s, chip=chip, lanes=lanes).result
 
 
 __all__ = ["HdlRun", "run", "run_hdl"]

@@ -14,7 +14,7 @@
 // after the last wave ends the step, and every core's done comes on the same clock.
 //
 // stall is a testbench knob: bit 4 * core + (0 east, 1 west, 2 north, 3 south) holds that
-// router output's ready low (a link that is busy); synthesis ties it to zero.
+// router output's link busy (neither side sees the other); synthesis ties it to zero.
 `default_nettype none
 module nm_mesh
 `include "nm_params.vh"
@@ -103,7 +103,7 @@ module nm_mesh
             // each output port feeds the neighbour's opposite input; an edge's output is
             // never routed to (XY), and its input is idle. West of (0, 0): the host.
             if (gx < C - 1) begin : g_east
-                assign iv[5*(K+1)+PW_] = ov[5*K+PE];
+                assign iv[5*(K+1)+PW_] = ov[5*K+PE] & ~stall[4*K+0];
                 assign id[(5*(K+1)+PW_)*PKW +: PKW] = od[(5*K+PE)*PKW +: PKW];
                 assign orr[5*K+PE] = ir[5*(K+1)+PW_] & ~stall[4*K+0];
             end else begin : g_east_edge
@@ -112,7 +112,7 @@ module nm_mesh
                 assign id[(5*K+PE)*PKW +: PKW] = {PKW{1'b0}};
             end
             if (gx > 0) begin : g_west
-                assign iv[5*(K-1)+PE] = ov[5*K+PW_];
+                assign iv[5*(K-1)+PE] = ov[5*K+PW_] & ~stall[4*K+1];
                 assign id[(5*(K-1)+PE)*PKW +: PKW] = od[(5*K+PW_)*PKW +: PKW];
                 assign orr[5*K+PW_] = ir[5*(K-1)+PE] & ~stall[4*K+1];
             end else begin : g_west_edge
@@ -126,7 +126,7 @@ module nm_mesh
                 end
             end
             if (gy < R - 1) begin : g_south
-                assign iv[5*(K+C)+PN] = ov[5*K+PS];
+                assign iv[5*(K+C)+PN] = ov[5*K+PS] & ~stall[4*K+3];
                 assign id[(5*(K+C)+PN)*PKW +: PKW] = od[(5*K+PS)*PKW +: PKW];
                 assign orr[5*K+PS] = ir[5*(K+C)+PN] & ~stall[4*K+3];
             end else begin : g_south_edge
@@ -135,7 +135,7 @@ module nm_mesh
                 assign id[(5*K+PS)*PKW +: PKW] = {PKW{1'b0}};
             end
             if (gy > 0) begin : g_north
-                assign iv[5*(K-C)+PS] = ov[5*K+PN];
+                assign iv[5*(K-C)+PS] = ov[5*K+PN] & ~stall[4*K+2];
                 assign id[(5*(K-C)+PS)*PKW +: PKW] = od[(5*K+PN)*PKW +: PKW];
                 assign orr[5*K+PN] = ir[5*(K-C)+PS] & ~stall[4*K+2];
             end else begin : g_north_edge

@@ -44,6 +44,7 @@ def test_demo_stdp_trains_compiles_and_verifies(demo_dir: Path) -> None:
     check = summary["verify"]
     assert check["equal"] is True and check["samples"] == 20 and check["mismatches"] == []
     assert check["compared"] == targets() and "lava" in check["compared"]  # nothing skipped
+    assert check["verilog_cores"] == 4  # Verilog on the 2 x 2 mesh (issue 16)
     assert sum(summary["neurons_per_class"]) + summary["silent_neurons"] == 40
     q = nmcompile.load(demo_dir / "stdp_q.nmc")
     assert nmcompile.is_quantized(q)

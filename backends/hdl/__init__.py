@@ -60,6 +60,8 @@ capabilities = Capabilities(
         Option("input_max", int, 1, "the largest |value| an input event carries (1: spikes "
                "only; larger builds a multiplier on the event path)", verbs=("compile",)),
         Option("timeout_s", float, 1200, "seconds synthesis may take", verbs=("compile",)),
+        Option("lanes", int, 1, "accumulate lanes per core: 1, 2 or 4 synapses per clock",
+               verbs=("run",)),
         Option("chip", str, DEFAULT_CHIP, "the chip whose core sizes the verilog core: its "
                "neurons and synapse words (a name, see nmcompile.mapping.available(), a chip "
                "TOML file, or a Chip; alias: --chip); the weight width is the profile's"),

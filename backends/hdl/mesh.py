@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from nmcompile.errors import GraphError, UnsupportedError
-from nmcompile.ir import Graph, Input
+from nmcompile.ir import Graph
 from nmcompile.mapping.chips import Chip, parse
 from nmcompile.quantization.profiles import Profile
 
@@ -250,7 +250,6 @@ def build_mesh(graph: Graph, *, input_max: int = 1, lanes: int = 1,
     cur = [0] * n
     ops: list[list[tuple[str, int]]] = [[] for _ in range(n)]
     op_wave: list[list[int]] = [[] for _ in range(n)]
-    by_proj: dict[str, list[tuple[int, list[Projection]]]] = {}
     for c in range(n):
         # owners grouped by target layer (the core walks pfirst .. pfirst + nproj - 1), the
         # sharers after them all

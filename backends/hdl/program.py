@@ -644,9 +644,10 @@ def apply_lanes(program: Program, lanes: int) -> Program:
         [starts[k] for k in range(len(projs))] or [np.zeros(0, np.int64)]).astype(np.int64)
     program.memories["row_len"] = np.concatenate(
         [lens[k] for k in range(len(projs))] or [np.zeros(0, np.int64)]).astype(np.int64)
+    none = [np.zeros(0, np.int64)]
     for lane in range(lanes):
-        program.memories[f"weights{lane}"] = np.concatenate(weights[lane] or [np.zeros(0, np.int64)])
-        program.memories[f"targets{lane}"] = np.concatenate(targets[lane] or [np.zeros(0, np.int64)])
+        program.memories[f"weights{lane}"] = np.concatenate(weights[lane] or none)
+        program.memories[f"targets{lane}"] = np.concatenate(targets[lane] or none)
     p = dict(program.params)
     p.update(LANES=lanes, W_DEPTH=max(1, slot), T_DEPTH=max(1, n_list), A_DEPTH=max(1, acc),
              LENW=max(1, int(program.memories["row_len"].max(initial=1)).bit_length()))

@@ -51,8 +51,8 @@ TB_SOURCES = ("nm_tb.v",)
 #: includes and Icarus clock. Verilator names either one's model Vnm_tb (tb_main.cpp).
 TOPS = {
     "nm_tb": (RTL_SOURCES + TB_SOURCES, INCLUDES, "nm_tb_icarus"),
-    "nm_mesh_tb": (RTL_SOURCES + ("nm_router.v", "nm_mesh.v", "nm_mesh_tb.v"),
-                   INCLUDES + ("nm_mesh_inst.vh",), "nm_mesh_tb_icarus"),
+    "nm_mesh_tb": ((*RTL_SOURCES, "nm_router.v", "nm_mesh.v", "nm_mesh_tb.v"),
+                   (*INCLUDES, "nm_mesh_inst.vh"), "nm_mesh_tb_icarus"),
 }
 
 

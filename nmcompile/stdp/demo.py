@@ -167,17 +167,20 @@ OPTIONS: dict[str, dict[str, Any]] = {"verilog": {"simulator": "verilator"}}
 
 
 def compare_backends(qgraph: Graph, spikes: np.ndarray, backends: list[str],
-                     optional: tuple[str, ...] = ("verilog",)) -> dict[str, Any]:
+                     optional: tuple[str, ...] = ("verilog",),
+                     placed: dict[str, Graph] | None = None) -> dict[str, Any]:
     """Run every backend (the first is the reference) and compare every spike of every layer
-    and output. A backend in `optional` that refuses the graph (a `LimitError` or
-    `UnsupportedError`: the Verilog core holds 65,536 synapses) is skipped, with its reason.
+    and output; `placed[backend]` is the graph that backend runs instead (the Verilog
+    target's mesh). A backend in `optional` that refuses the graph (a `LimitError` or
+    `UnsupportedError`) is skipped, with its reason.
     Returns {'equal', 'compared', 'skipped': {name: reason}, 'mismatches'}."""
     from ..verification import compare
 
     results, skipped = {}, {}
     for b in backends:
         try:
-            results[b] = run(qgraph, spikes, backend=b, record=True, **OPTIONS.get(b, {}))
+            g = (placed or {}).get(b, qgraph)
+            results[b] = run(g, spikes, backend=b, record=True, **OPTIONS.get(b, {}))
         except (LimitError, UnsupportedError) as exc:
             if b not in optional:
                 raise
@@ -188,13 +191,20 @@ def compare_backends(qgraph: Graph, spikes: np.ndarray, backends: list[str],
 
 
 def stage_verify(d: StdpDemo) -> None:
-    """Lava (and Verilog) against the emulator, every spike of every layer."""
+    """Lava (and Verilog, on a 2 x 2 mesh of its cores: the graph mapped with
+    `nmcompile.map(q, "fpga-mesh", cores=4, objective="latency")`) against the emulator,
+    every spike of every layer."""
+    from ..mapping import map_graph
+
     n = min(d.samples, d.test_spikes.shape[1])
-    check = compare_backends(d.qgraph, d.test_spikes[:, :n], targets())
-    d.summary["verify"] = {"samples": n, **check}
+    x = d.test_spikes[:, :n]
+    mesh = map_graph(d.qgraph, "fpga-mesh", cores=4, objective="latency", inputs=x)
+    check = compare_backends(d.qgraph, x, targets(), placed={"verilog": mesh})
+    d.summary["verify"] = {"samples": n, "verilog_cores": mesh.placement.n_cores, **check}
     for name, reason in check["skipped"].items():
         d.log(f"{name} skipped: {reason}")
-    d.log(f"{' and '.join(check['compared'][1:])} on {n} test digits: "
+    d.log(f"{' and '.join(check['compared'][1:])} (verilog on {mesh.placement.n_cores} cores of "
+          f"a 2 x 2 mesh) on {n} test digits: "
           + ("every spike of every layer equals the emulator's" if check["equal"]
              else f"DIFFER: {check['mismatches'][0]}"))
 

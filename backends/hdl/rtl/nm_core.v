@@ -21,6 +21,11 @@
 //       u, v, (th) updated as docs/fixed_point.md section 2; spikes go to L's ring and out_*
 // ACC[p] is a ring of d1 + 1 slots (Loihi's dendritic delay), so a projection computes, and
 // counts its events, at step t_source + d0, as the emulator's projection node does.
+// A step on a mesh (MESH = 1, nm_mesh.v): after ADVANCE the core waits at the barrier; the
+// host's and other cores' events arrive as packets into its receiving layers' rings (taken
+// while it waits or sends); each go runs the ops of the next wave (o_wave), a send op walks a
+// layer's spikes of this step and sends each to its destination list; the go after the last
+// wave ends the step.
 // Clock cycles per step: docs/hdl.md ("Cycles per step"), checked by tests/test_hdl.py.
 // Verilog-2001, no vendor primitives; every large memory is an nm_ram (block RAM).
 `default_nettype none

@@ -14,8 +14,11 @@ first --samples test digits in Verilator, side by side in one run:
   accumulate lanes per core (`mesh_runner.run_mesh`).
 
 Per build: clocks per step (mean, min, max over every sample and step), the ratio to the
-single core, and the mapping report's estimate of the busiest core's synaptic events per step
-(what the latency objective balances). Before reporting, every run's spikes, states and
+single core, each core's working clocks per step (busy, not waiting at the barrier: the
+testbench counts them), and the mapping report's latency estimate
+(`nmcompile.mapping.report.summary`: the busiest core's synaptic events per step, plus the
+longest route) in clocks: one synaptic event per lane per clock, two clocks per hop (a router's
+input FIFO, then its output register). Before reporting, every run's spikes, states and
 counters are asserted equal to the emulator's, and the mesh's router counts to the
 emulator's traffic on the same mapping.
 """
@@ -40,6 +43,7 @@ from backends.hdl.runner import run_hdl  # noqa: E402
 from benchmarks.hdl_digits import digits_model  # noqa: E402
 from nmcompile import datasets  # noqa: E402
 from nmcompile.ir import load  # noqa: E402
+from nmcompile.mapping.report import summary  # noqa: E402
 
 COUNTERS = ("spikes", "neuron_updates", "synaptic_events", "synaptic_events_nonzero",
             "active_neuron_updates", "unsafe_updates")
@@ -69,14 +73,20 @@ def measure(name: str, q, x) -> dict:
     out = {"1x1_lanes1": cycles(single.cycles)}
     mapped = nmcompile.map(q, "fpga-mesh", cores=4, objective="latency", inputs=x)
     ref_m = nmcompile.run(mapped, x, record=True)
+    steps = x.shape[0] * x.shape[1]
+    info = summary(mapped, ref_m, steps)["traffic"]
+    busiest = max(info["core_events"].values()) / steps
+    route = sum(ref_m.traffic["longest_route"])
     for lanes in (1, 2):
         run = run_mesh(mapped, x, record=True, simulator="verilator", lanes=lanes)
         check(ref_m, run.result, f"{name} 2x2 lanes {lanes}", True)
-        out[f"2x2_lanes{lanes}"] = cycles(run.cycles)
+        work = {k: round(v / steps, 1)
+                for k, v in run.result.counters["cycles"]["per_core"].items()}
+        out[f"2x2_lanes{lanes}"] = {**cycles(run.cycles), "work_per_core": work,
+                                    "estimate": round(busiest / lanes + 2 * route, 1)}
     base = out["1x1_lanes1"]["mean"]
     for key in ("2x2_lanes1", "2x2_lanes2"):
         out[key]["ratio_to_1x1"] = round(out[key]["mean"] / base, 3)
-    steps = x.shape[0] * x.shape[1]
     events = {}
     for k, v in ref_m.traffic.get("core_events", {}).items():
         events[k] = round(v / steps, 1)

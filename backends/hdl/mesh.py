@@ -29,6 +29,7 @@ import numpy as np
 
 from nmcompile.errors import GraphError, UnsupportedError
 from nmcompile.ir import Graph
+from nmcompile.mapping import loads
 from nmcompile.mapping.chips import Chip, parse
 from nmcompile.quantization.profiles import Profile
 
@@ -36,6 +37,8 @@ from . import program as pg
 from .limits import CoreLimits
 from .program import CHUNK, Layer, Program, Projection, Rows
 
+#: A core's neuron parameter memories (program.py's p_*.hex).
+PARAMS = ("du", "dv", "vth", "bias", "vstep", "da")
 #: Mesh parameters of the build (besides every core's SIZE_PARAMS).
 MESH_PARAMS = ("R", "C", "D_DEPTH", "DR_DEPTH", "DLENW", "WVW")
 
@@ -43,7 +46,7 @@ MESH_PARAMS = ("R", "C", "D_DEPTH", "DR_DEPTH", "DLENW", "WVW")
 @dataclass
 class Link:
     """`source` reaches neuron layer `target` through projection node `proj` (None: a direct
-    edge) with event delay d0 and dendritic delay d1."""
+    edge) with event delay d0 and dendritic delay d1 (a `mapping.loads.Link` with delays)."""
 
     source: str
     proj: str | None
@@ -91,18 +94,14 @@ def mesh_chip(graph: Graph) -> Chip:
 
 
 def links_of(graph: Graph) -> list[Link]:
-    """Every link into every neuron layer, in schedule order (as `program._projection_specs`)."""
-    out = []
-    for name in graph.schedule():
-        if graph[name].kind != "neuron":
-            continue
-        for src, d in graph.predecessors(name):
-            if isinstance(graph[src], pg.PROJECTIONS):
-                (source, d0), = graph.predecessors(src)
-                out.append(Link(source, src, name, d0, d))
-            else:
-                out.append(Link(src, None, name, d, 0))
-    return out
+    """`nmcompile.mapping.loads.links` (every link into every neuron layer, in schedule
+    order: the links whose messages the emulator counts) with their delays."""
+    def delay(a: str, b: str) -> int:
+        return dict(graph.predecessors(b))[a]
+
+    return [Link(k.source, k.proj, k.target, delay(k.source, k.proj), delay(k.proj, k.target))
+            if k.proj else Link(k.source, None, k.target, delay(k.source, k.target), 0)
+            for k in loads.links(graph)]
 
 
 def _synapses(graph: Graph, link: Link, shapes, sizes) -> tuple[np.ndarray, np.ndarray,
@@ -137,6 +136,31 @@ def _piece_rows(n_src: int, src: np.ndarray, tgt: np.ndarray, w: np.ndarray, top
     return rows
 
 
+@dataclass
+class _Core:
+    """One core's program as it is built: its layers (with the IR layer and neurons each
+    holds, None for a receiving layer), its projections (the ones that share another's
+    accumulator after all the others), and its ops with their waves."""
+
+    layers: list[Layer] = field(default_factory=list)
+    where: list[tuple[str | None, np.ndarray]] = field(default_factory=list)
+    index: dict[str, int] = field(default_factory=dict)  # IR layer -> its local layer
+    projs: list[Projection] = field(default_factory=list)
+    ops: list[tuple[str, int]] = field(default_factory=list)
+    waves: list[int] = field(default_factory=list)
+
+    def add_layer(self, layer: Layer, name: str | None, members: np.ndarray) -> int:
+        self.layers.append(layer)
+        self.where.append((name, members))
+        if name is not None:
+            self.index[name] = len(self.layers) - 1
+        return len(self.layers) - 1
+
+
+#: Per message of a link: (source neuron, destination core, its layer there, its neuron).
+Messages = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
 def build_mesh(graph: Graph, *, input_max: int = 1, lanes: int = 1,
                profile: Profile | None = None) -> Mesh:
     """Lower a placed quantised graph to one program per core of its chip's mesh (cores of
@@ -144,260 +168,214 @@ def build_mesh(graph: Graph, *, input_max: int = 1, lanes: int = 1,
     pg.check_structure(graph)
     chip = mesh_chip(graph)
     shapes = graph.validate()
-    prof = profile or pg.graph_profile(graph)
-    limits = CoreLimits.of(chip, prof)
+    limits = CoreLimits.of(chip, profile or pg.graph_profile(graph))
     sizes = {k: math.prod(s) for k, s in shapes.items()}
-    order = list(shapes)
-    cols, rows_ = chip.tiles
-    n = cols * rows_
-    placed = graph.placement.cores
-    neurons = [k for k in order if graph[k].kind == "neuron"]
+    cols, rows = chip.tiles
+    neurons = [k for k in shapes if graph[k].kind == "neuron"]
     for k in neurons:
-        if k not in placed:
+        if k not in graph.placement.cores:
             raise UnsupportedError(f"layer {k!r} is not placed (a host layer); nm_mesh runs "
                                    f"every neuron layer on a core")
-    core_of = {k: np.asarray(placed[k], np.int64) for k in neurons}
-    local = {}  # layer -> each neuron's index within its core's piece
-    for k in neurons:
-        idx = np.zeros(sizes[k], np.int64)
-        for c in np.unique(core_of[k]):
-            sel = np.flatnonzero(core_of[k] == c)
-            idx[sel] = np.arange(sel.size)
-        local[k] = idx
-    links = links_of(graph)
-    for link in links:
-        limits.check_delay(link.proj or link.target, max(link.d0, link.d1))
-
-    layers: list[list[Layer]] = [[] for _ in range(n)]
-    where: list[list[tuple[str | None, np.ndarray]]] = [[] for _ in range(n)]
-    lidx: list[dict[str, int]] = [{} for _ in range(n)]  # local layer number per IR layer
+    core_of = {k: np.asarray(graph.placement.cores[k], np.int64) for k in neurons}
+    local = {k: _local_index(c) for k, c in core_of.items()}
+    cores = [_Core() for _ in range(cols * rows)]
     for k in neurons:
         node = graph[k]
         kind = "alif" if isinstance(node, pg.QALIF) else "li" if isinstance(node, pg.QLI) \
             else "lif"
         for c in np.unique(core_of[k]).tolist():
             members = np.flatnonzero(core_of[k] == c)
-            lidx[c][k] = len(layers[c])
-            layers[c].append(Layer(k, kind, members.size,
-                                   subtract=getattr(node, "reset", "zero") == "subtract"))
-            where[c].append((k, members))
-
-    # per link: receiving layers, projections per target piece, destinations per source
-    projs: list[list[Projection]] = [[] for _ in range(n)]
-    sharers: list[list[Projection]] = [[] for _ in range(n)]  # non-owners, placed last
-    recv: dict[tuple[int, int], tuple[int, np.ndarray]] = {}  # (link, core) -> layer, compact
-    dests: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {}
-    host: dict[str, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = {}
+            cores[c].add_layer(Layer(k, kind, members.size, subtract=getattr(
+                node, "reset", "zero") == "subtract"), k, members)
+    links = links_of(graph)
+    recv: dict[tuple[int, int], tuple[int, np.ndarray]] = {}  # (link, core) -> layer, sources
+    sent: dict[str, list[Messages]] = {}  # per source layer (an input: the host's packets)
     for li, link in enumerate(links):
-        src, tgt, w, full = _synapses(graph, link, shapes, sizes)
-        n_s = sizes[link.source]
-        on_chip = link.source in core_of
-        sc = core_of[link.source][src] if on_chip else np.full(src.size, -1)
-        tc = core_of[link.target][tgt]
-        # the (source, destination core) pairs: one message per spike each
-        pair = np.unique(src * n + tc)
-        ps, pc = pair // n, pair % n
-        node = graph[link.proj] if link.proj else None
-        is_list = node is None or not isinstance(node, pg.QDense)
-        exp = (node.weight_exp + full.shift) if node is not None else 0
-        for c in np.unique(tc).tolist():
-            into = tc == c
-            remote = into & (sc != c)
-            here = into & (sc == c)
-            members = np.flatnonzero(core_of[link.target] == c)
-            reach = np.zeros(members.size, np.int64)
-            mag = np.abs(w[into])
-            np.add.at(reach, local[link.target][tgt[into]], mag)
-            made = []
-            if here.any():
-                s_layer = lidx[c][link.source]
-                made.append((s_layer, layers[c][s_layer].n, local[link.source][src[here]], here))
-            if remote.any():
-                senders = np.unique(src[remote])
-                compact = np.full(n_s, -1, np.int64)
-                compact[senders] = np.arange(senders.size)
-                recv[(li, c)] = (len(layers[c]), senders)
-                layers[c].append(Layer(f"{link.source}>{link.proj or link.target}", "input",
-                                       senders.size))
-                where[c].append((None, senders))
-                made.append((recv[(li, c)][0], senders.size, compact[src[remote]], remote))
-            dst = lidx[c][link.target]
-            for m, (s_layer, s_n, s_idx, sel) in enumerate(made):
-                order_ = np.argsort(s_idx, kind="stable")
-                t_loc = local[link.target][tgt[sel]][order_]
-                # a dense piece keeps its targets implied: every neuron of the piece, in order
-                rows = _piece_rows(s_n, s_idx[order_], t_loc if is_list else np.zeros(0, np.int64),
-                                   w[sel][order_], full.top, reach if m == 0 else reach * 0)
-                p = Projection(link.proj if node is not None else None, s_layer, dst, link.d0,
-                               link.d1, exp, is_list, n_dst=members.size,
-                               count=node is not None, rows=rows)
-                (projs if m == 0 else sharers)[c].append(p)
-                if m:
-                    p.owner = projs[c][-1]  # type: ignore[attr-defined]
-        own = pc == (core_of[link.source][ps] if on_chip else -2)
-        lay = np.zeros(ps.size, np.int64)
-        idx = np.zeros(ps.size, np.int64)
-        for c in np.unique(pc[~own]).tolist():
-            sel = (pc == c) & ~own
-            r_layer, senders = recv[(li, c)]
-            lay[sel] = r_layer
-            idx[sel] = np.searchsorted(senders, ps[sel])
-        entries = (ps, pc, lay, idx)
-        (dests if on_chip else host).setdefault(link.source, []).append(entries)
-
-    # per core: tables, the ops and their waves, the send lists
-    wave_of: dict[tuple[str, int], int] = {}
-    cur = [0] * n
-    ops: list[list[tuple[str, int]]] = [[] for _ in range(n)]
-    op_wave: list[list[int]] = [[] for _ in range(n)]
-    for c in range(n):
-        # owners grouped by target layer (the core walks pfirst .. pfirst + nproj - 1), the
-        # sharers after them all
-        grouped: list[Projection] = []
-        for i, layer in enumerate(layers[c]):
-            mine = [p for p in projs[c] if p.dst == i]
-            layer.pfirst = len(grouped) if mine else 0
-            grouped += mine
-            layer.nproj = len(mine)
-        projs[c] = grouped + sharers[c]
-    sends = {(k, c) for k in dests for c in np.unique(core_of[k]).tolist()}
-    for name in order:
-        node = graph[name]
-        if isinstance(node, pg.PROJECTIONS) or node.kind == "neuron":
-            for c in range(n):
-                if name not in lidx[c] and not any(p.name == name for p in projs[c]):
-                    continue
-                if node.kind == "neuron":
-                    pieces = [q for q, p in enumerate(projs[c]) if p.name is None
-                              and projs[c][q].dst == lidx[c][name]]
-                    _add_ops(ops[c], op_wave[c], cur, c, pieces, projs[c], layers[c], links,
-                             recv, wave_of, core_of)
-                    ops[c].append(("layer", lidx[c][name]))
-                    op_wave[c].append(cur[c])
-                    wave_of[(name, c)] = cur[c]
-                    if (name, c) in sends:
-                        ops[c].append(("send", lidx[c][name]))
-                        op_wave[c].append(cur[c])
-                else:
-                    pieces = [q for q, p in enumerate(projs[c]) if p.name == name]
-                    _add_ops(ops[c], op_wave[c], cur, c, pieces, projs[c], layers[c], links,
-                             recv, wave_of, core_of)
-    waves = max(cur) + 1
-
+        limits.check_delay(link.proj or link.target, max(link.d0, link.d1))
+        sent.setdefault(link.source, []).append(
+            _lower_link(graph, li, link, cores, core_of, local, recv, shapes, sizes))
+    for core in cores:
+        _group(core)
+    sends = {(k, c) for k in sent if k in core_of for c in np.unique(core_of[k]).tolist()}
+    waves = _schedule(graph, cores, links, recv, core_of, sends)
     programs, extra = [], []
-    for c in range(n):
-        prog, ext = _core_program(graph, c, layers[c], projs[c], ops[c], op_wave[c], where[c],
-                                  dests, core_of, local, cols, shapes, input_max, limits, waves)
+    for c, core in enumerate(cores):
+        prog, ext = _core_program(graph, c, core, sent, local, cols, shapes, input_max, limits,
+                                  waves)
         programs.append(pg.apply_lanes(prog, lanes))
         extra.append(ext)
-    hosted = {}
-    for k, parts in host.items():
-        ps, pc, lay, idx = (np.concatenate([p[j] for p in parts]) for j in range(4))
-        o = np.argsort(ps, kind="stable")
-        indptr = np.concatenate([[0], np.cumsum(np.bincount(ps, minlength=sizes[k]))])
-        hosted[k] = (indptr, pc[o], lay[o], idx[o])
-    params = _mesh_params(programs, extra, rows_, cols, waves)
-    return Mesh(rows_, cols, programs, extra, where, hosted, waves, params, links)
+    host = {}
+    for k in graph.inputs:
+        if k in sent:
+            ps, pc, lay, idx = (np.concatenate([p[j] for p in sent[k]]) for j in range(4))
+            o = np.argsort(ps, kind="stable")
+            indptr = np.concatenate([[0], np.cumsum(np.bincount(ps, minlength=sizes[k]))])
+            host[k] = (indptr, pc[o], lay[o], idx[o])
+    params = _mesh_params(programs, extra, rows, cols, waves)
+    return Mesh(rows, cols, programs, extra, [core.where for core in cores], host, waves,
+                params, links)
 
 
-def _add_ops(ops, op_wave, cur, c, pieces, projs, layers, links, recv, wave_of, core_of):
-    """Append projection ops; one that reads another core's spikes of this step runs a wave
-    after the last wave that sends them."""
-    for q in pieces:
-        p = projs[q]
-        w = cur[c]
-        if layers[p.src].kind == "input" and p.delay == 0:
-            for (li, cc), (r_layer, senders) in recv.items():
-                if cc != c or r_layer != p.src:
-                    continue
-                source = links[li].source
-                if source in core_of:
-                    for a in np.unique(core_of[source][senders]).tolist():
-                        w = max(w, wave_of[(source, a)] + 1)
-        cur[c] = w
-        ops.append(("proj", q))
-        op_wave.append(w)
+def _local_index(core_of: np.ndarray) -> np.ndarray:
+    """Each neuron's index within its core's piece of the layer."""
+    idx = np.zeros(core_of.size, np.int64)
+    for c in np.unique(core_of):
+        sel = np.flatnonzero(core_of == c)
+        idx[sel] = np.arange(sel.size)
+    return idx
 
 
-def _core_program(graph, c, layers, projs, ops, op_wave, where, dests, core_of, local, cols,
-                  shapes, input_max, limits, waves) -> tuple[Program, dict[str, np.ndarray]]:
+def _lower_link(graph: Graph, li: int, link: Link, cores: list[_Core], core_of, local, recv,
+                shapes, sizes) -> Messages:
+    """A link's projections on every core holding targets of it (from the local source
+    piece, and from a receiving layer for the sources elsewhere, sharing one accumulator),
+    and its messages: one per (source neuron, destination core holding a target of it)."""
+    n = len(cores)
+    src, tgt, w, full = _synapses(graph, link, shapes, sizes)
+    on_chip = link.source in core_of
+    sc = core_of[link.source][src] if on_chip else np.full(src.size, -1)
+    tc = core_of[link.target][tgt]
+    node = graph[link.proj] if link.proj else None
+    is_list = node is None or not isinstance(node, pg.QDense)
+    exp = (node.weight_exp + full.shift) if node is not None else 0
+    for c in np.unique(tc).tolist():
+        core = cores[c]
+        into = tc == c
+        members = np.flatnonzero(core_of[link.target] == c)
+        reach = np.zeros(members.size, np.int64)  # the shared accumulator's worst case
+        np.add.at(reach, local[link.target][tgt[into]], np.abs(w[into]))
+        made = []
+        if (here := into & (sc == c)).any():
+            s_layer = core.index[link.source]
+            made.append((s_layer, core.layers[s_layer].n, local[link.source][src[here]], here))
+        if (remote := into & (sc != c)).any():
+            senders = np.unique(src[remote])
+            r_layer = core.add_layer(Layer(f"{link.source}>{link.proj or link.target}",
+                                           "input", senders.size), None, senders)
+            recv[(li, c)] = (r_layer, senders)
+            made.append((r_layer, senders.size, np.searchsorted(senders, src[remote]), remote))
+        owner = None
+        for s_layer, s_n, s_idx, sel in made:
+            order = np.argsort(s_idx, kind="stable")
+            # a dense piece keeps its targets implied: every neuron of the piece, in order
+            t_loc = local[link.target][tgt[sel]][order] if is_list else np.zeros(0, np.int64)
+            rows = _piece_rows(s_n, s_idx[order], t_loc, w[sel][order], full.top,
+                               reach if owner is None else reach * 0)
+            p = Projection(link.proj if node is not None else None, s_layer,
+                           core.index[link.target], link.d0, link.d1, exp, is_list,
+                           n_dst=members.size, count=node is not None, rows=rows, shares=owner)
+            core.projs.append(p)
+            owner = owner or p
+    pair = np.unique(src * n + tc)
+    ps, pc = pair // n, pair % n
+    own = pc == (core_of[link.source][ps] if on_chip else -1)  # counted, not sent
+    lay, idx = np.zeros(ps.size, np.int64), np.zeros(ps.size, np.int64)
+    for c in np.unique(pc[~own]).tolist():
+        sel = (pc == c) & ~own
+        lay[sel], senders = recv[(li, c)]
+        idx[sel] = np.searchsorted(senders, ps[sel])
+    return ps, pc, lay, idx
+
+
+def _group(core: _Core) -> None:
+    """Projections into each layer numbered together (the core walks pfirst .. pfirst +
+    nproj - 1 for the layer), those that share an accumulator after them all."""
+    owners = [p for p in core.projs if p.shares is None]
+    grouped: list[Projection] = []
+    for i, layer in enumerate(core.layers):
+        mine = [p for p in owners if p.dst == i]
+        layer.pfirst, layer.nproj = (len(grouped) if mine else 0), len(mine)
+        grouped += mine
+    core.projs = grouped + [p for p in core.projs if p.shares is not None]
+
+
+def _schedule(graph: Graph, cores: list[_Core], links: list[Link], recv, core_of,
+              sends: set[tuple[str, int]]) -> int:
+    """Every core's ops in the graph's schedule order (a direct edge just before its layer,
+    a send op after the update of a layer whose spikes leave it) and their waves: an op that
+    reads another core's spikes of the same step runs a wave after the one that sends them.
+    Returns the number of waves."""
+    wave_of: dict[tuple[str, int], int] = {}
+    sources: dict[tuple[int, int], list[tuple[str, int]]] = {}  # (core, layer) -> senders
+    for (li, c), (r_layer, senders) in recv.items():
+        if links[li].source in core_of:
+            sources[(c, r_layer)] = [(links[li].source, a) for a in
+                                     np.unique(core_of[links[li].source][senders]).tolist()]
+    cur = [0] * len(cores)
+    for name in graph.schedule():
+        is_layer = graph[name].kind == "neuron"
+        if not is_layer and not isinstance(graph[name], pg.PROJECTIONS):
+            continue
+        for c, core in enumerate(cores):
+            if is_layer and name not in core.index:
+                continue
+            if is_layer:  # its direct edges, then the update
+                pieces = [q for q, p in enumerate(core.projs)
+                          if p.name is None and p.dst == core.index[name]]
+            else:
+                pieces = [q for q, p in enumerate(core.projs) if p.name == name]
+            for q in pieces:
+                p = core.projs[q]
+                if p.delay == 0:
+                    for sender in sources.get((c, p.src), []):
+                        cur[c] = max(cur[c], wave_of[sender] + 1)
+                core.ops.append(("proj", q))
+                core.waves.append(cur[c])
+            if is_layer:
+                wave_of[(name, c)] = cur[c]
+                core.ops.append(("layer", core.index[name]))
+                core.waves.append(cur[c])
+                if (name, c) in sends:
+                    core.ops.append(("send", core.index[name]))
+                    core.waves.append(cur[c])
+    return max(cur) + 1
+
+
+def _core_program(graph, c: int, core: _Core, sent: dict[str, list[Messages]], local, cols,
+                  shapes, input_max: int, limits: CoreLimits, waves: int
+                  ) -> tuple[Program, dict[str, np.ndarray]]:
     """Core c's Program (rings, state, synapse memories, bounds, sizes) and its mesh tables."""
+    layers, projs = core.layers or [Layer("-", "input", 1)], core.projs
     limits.check_synapses([(p.name or layers[p.dst].name, p.rows.count) for p in projs])
     if sum(layer.n for layer in layers if layer.kind != "input") > limits.neurons:
         raise UnsupportedError(f"core {c} holds more than {limits.neurons:,} neurons")
-    # rings: D + 1 regions per layer read by a projection; a sending layer needs its own step
-    word = 0
-    senders = {i for kind, i in ops if kind == "send"}
-    for i, layer in enumerate(layers):
-        delays = [p.delay for p in projs if p.src == i] + ([0] if i in senders else [])
-        if not delays:
-            continue
-        layer.ring, layer.rbase, layer.rsize = True, word, layer.n + 1
-        layer.rend = word + (max(delays) + 1) * layer.rsize
-        word = layer.rend
-        limits.check_ring(word, layer.name)
-    for p in projs:
-        p.off = p.delay * layers[p.src].rsize
-    # neuron state and parameters: the piece's slice of its layer's
-    params_rows, s_word, p_word = [], 0, 0
-    for layer, (name, members) in zip(layers, where, strict=True):
-        if layer.kind == "input":
-            continue
-        layer.sbase = s_word
-        s_word += layer.n
-        values = {k: v[members] for k, v in pg._neuron_params(graph[name], shapes[name]).items()}
-        layer.per_neuron = any(np.unique(v).size > 1 for v in values.values())
-        layer.pbase = p_word
-        if not layer.per_neuron:
-            values = {k: v[:1] for k, v in values.items()}
-        params_rows.append(values)
-        p_word += len(values["du"])
+    senders = frozenset(i for kind, i in core.ops if kind == "send")
+    ring_words = pg._place_rings(layers, projs, limits, senders)
+    members = [m if name is not None else None for name, m in core.where]
+    s_words, params_rows = pg._place_state(graph, layers, shapes, members or None)
     memories, n_list = pg._synapse_memories(projs)
-    acc = 0
-    for p in projs:  # owners get accumulator words; a sharer takes its owner's
-        owner = getattr(p, "owner", None)
-        if owner is None:
-            p.accbase = acc
-            acc += p.n_dst * (p.dendritic + 1)
-    for p in projs:
-        owner = getattr(p, "owner", None)
-        if owner is not None:
-            p.accbase = owner.accbase
-    if not params_rows:
-        params_rows = [{k: np.zeros(1, np.int64) for k in ("du", "dv", "vth", "bias", "vstep",
-                                                           "da")}]
-    for key in ("du", "dv", "vth", "bias", "vstep", "da"):
+    acc_words = pg._place_accumulators(projs)
+    if not params_rows:  # a core without neurons
+        params_rows = [{k: np.zeros(1, np.int64) for k in PARAMS}]
+    for key in PARAMS:
         memories[f"p_{key}"] = np.concatenate([row[key] for row in params_rows])
-    if not layers:
-        layers = [Layer("-", "input", 1)]
     bounds = pg._bounds(projs, layers, input_max, limits)
-    params = pg._params(layers, projs, memories, bounds, input_max, n_list, acc, s_word, word,
-                        len(ops))
-    prog = Program(layers, projs, ops, memories, params, {}, {}, bounds)
+    params = pg._params(layers, projs, memories, bounds, input_max, n_list, acc_words, s_words,
+                        ring_words, len(core.ops))
+    prog = Program(layers, projs, core.ops, memories, params, {}, {}, bounds)
 
     # the send lists: per neuron of each sending layer, its messages (x, y, layer, index)
     starts, lens, ents, drow = [], [], [], np.zeros(len(layers), np.int64)
     base = row = 0
     for i in sorted(senders):
-        name, members = where[i]
-        parts = dests[name]
-        ps = np.concatenate([p[0] for p in parts])
-        keep = np.isin(ps, members)
-        ps = ps[keep]
-        pc, lay, idx = (np.concatenate([p[j] for p in parts])[keep] for j in (1, 2, 3))
+        name, members_i = core.where[i]
+        ps, pc, lay, idx = (np.concatenate([m[j] for m in sent[name]]) for j in range(4))
+        keep = np.isin(ps, members_i)
+        ps, pc, lay, idx = ps[keep], pc[keep], lay[keep], idx[keep]
         o = np.argsort(local[name][ps], kind="stable")
-        count = np.bincount(local[name][ps], minlength=members.size)
+        count = np.bincount(local[name][ps], minlength=members_i.size)
         drow[i] = row
-        row += members.size
+        row += members_i.size
         lens.append(count)
         starts.append(base + np.cumsum(count) - count)
         base += int(count.sum())
         ents.append(np.stack([pc[o] % cols, pc[o] // cols, lay[o], idx[o]], axis=1))
+    none = [np.zeros(0, np.int64)]
     extra = {
-        "o_wave": np.asarray(op_wave, np.int64), "l_drow": drow,
+        "o_wave": np.asarray(core.waves, np.int64), "l_drow": drow,
         "m_waves": np.asarray([waves], np.int64),
-        "d_start": np.concatenate(starts or [np.zeros(0, np.int64)]).astype(np.int64),
-        "d_len": np.concatenate(lens or [np.zeros(0, np.int64)]).astype(np.int64),
+        "d_start": np.concatenate(starts or none).astype(np.int64),
+        "d_len": np.concatenate(lens or none).astype(np.int64),
         "d_ent": np.concatenate(ents or [np.zeros((0, 4), np.int64)]).astype(np.int64),
     }
     return prog, extra

@@ -80,7 +80,7 @@ def _stimulus(path: Path, packets: list[np.ndarray], B: int, T: int, trace: bool
 
 
 def _parse(text: str, n_steps: int) -> dict:
-    events, trace, cycles, counters, routers = [], [], [], {}, {}
+    events, trace, cycles, counters, routers, work = [], [], [], {}, {}, {}
     step, ended = 0, False
     for line in text.splitlines():
         tag, *vals = line.split()
@@ -95,6 +95,8 @@ def _parse(text: str, n_steps: int) -> dict:
             counters[(int(vals[0]), int(vals[1]))] = int(vals[2])
         elif tag == "R":
             routers[int(vals[0])] = int(vals[1])
+        elif tag == "W":
+            work[int(vals[0])] = int(vals[1])
         elif tag == "END":
             ended = True
     if not ended or step != n_steps:
@@ -102,7 +104,8 @@ def _parse(text: str, n_steps: int) -> dict:
                              f"output ends with: {text[-300:]!r}")
     return {"events": np.asarray(events, np.int64).reshape(-1, 5),
             "trace": np.asarray(trace, np.int64).reshape(-1, 6),
-            "cycles": np.asarray(cycles, np.int64), "counters": counters, "routers": routers}
+            "cycles": np.asarray(cycles, np.int64), "counters": counters, "routers": routers,
+            "work": work}
 
 
 def run_mesh(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray], *,
@@ -196,7 +199,9 @@ def _result(graph: Graph, mesh: Mesh, params, resp, packets, inputs, T, B, recor
     cycles = resp["cycles"]
     counters["cycles"] = {"total": int(cycles.sum()), "per_step_max": int(cycles.max(initial=0)),
                           "per_step_min": int(cycles.min(initial=cycles.max(initial=0))),
-                          "steps": len(cycles)}
+                          "steps": len(cycles),
+                          # clocks each core worked (not waiting at the barrier), over the run
+                          "per_core": {str(k): v for k, v in resp["work"].items()}}
     return RunResult(outputs=outputs, backend="verilog",
                      spikes={n: layer_out[n] for n in spiking} if record else {},
                      states=states, counters=counters,

@@ -118,6 +118,9 @@ class Projection:
     n_dst: int = 0
     count: bool = True
     rows: Rows = field(default=None, repr=False)  # type: ignore[assignment]
+    #: A mesh piece of the same link into the same neurons: this one adds into its
+    #: accumulator words (backends/hdl/mesh.py), so the layer shifts the link's whole sum.
+    shares: Projection | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -402,13 +405,14 @@ def _ops(order: list[str], layers: list[Layer], index: dict[str, int],
     return ops
 
 
-def _place_rings(layers: list[Layer], projections: list[Projection],
-                 limits: CoreLimits) -> int:
+def _place_rings(layers: list[Layer], projections: list[Projection], limits: CoreLimits,
+                 senders: frozenset[int] = frozenset()) -> int:
     """Event rings: D + 1 regions of n + 1 words (a count, then the events) per source layer
-    read by a projection (D: its longest event delay); returns the words used."""
+    read by a projection (D: its longest event delay), and one region per layer in `senders`
+    (a mesh core's send op reads its spikes of the step); returns the words used."""
     word = 0
     for i, layer in enumerate(layers):
-        delays = [p.delay for p in projections if p.src == i]
+        delays = [p.delay for p in projections if p.src == i] + ([0] if i in senders else [])
         if not delays:
             continue
         layer.ring, layer.rbase, layer.rsize = True, word, layer.n + 1
@@ -420,18 +424,22 @@ def _place_rings(layers: list[Layer], projections: list[Projection],
     return word
 
 
-def _place_state(graph: Graph, layers: list[Layer], shapes: dict[str, tuple[int, ...]]
+def _place_state(graph: Graph, layers: list[Layer], shapes: dict[str, tuple[int, ...]],
+                 members: list[np.ndarray | None] | None = None
                  ) -> tuple[int, list[dict[str, np.ndarray]]]:
     """Neuron state bases and parameter sets (one per layer unless its neurons differ);
-    returns the state words and the parameter rows, in layer order."""
+    returns the state words and the parameter rows, in layer order. `members[i]`: the
+    neurons of its graph layer that layer i holds (a mesh core's piece), None: all."""
     params_rows: list[dict[str, np.ndarray]] = []
     s_word = p_word = 0
-    for layer in layers:
+    for i, layer in enumerate(layers):
         if layer.kind == "input":
             continue
         layer.sbase = s_word
         s_word += layer.n
         values = _neuron_params(graph[layer.name], shapes[layer.name])
+        if members is not None and members[i] is not None:
+            values = {k: v[members[i]] for k, v in values.items()}
         layer.per_neuron = any(np.unique(v).size > 1 for v in values.values())
         layer.pbase = p_word
         if not layer.per_neuron:
@@ -481,11 +489,16 @@ def synapse_words(program: Program, memory: str) -> Iterator[np.ndarray]:
 
 
 def _place_accumulators(projections: list[Projection]) -> int:
-    """Accumulator rings: d1 + 1 slots of n_dst words per projection; returns the words."""
+    """Accumulator rings: d1 + 1 slots of n_dst words per projection (one that `shares`
+    another's takes its words); returns the words."""
     acc_word = 0
     for p in projections:
-        p.accbase = acc_word
-        acc_word += p.n_dst * (p.dendritic + 1)
+        if p.shares is None:
+            p.accbase = acc_word
+            acc_word += p.n_dst * (p.dendritic + 1)
+    for p in projections:
+        if p.shares is not None:
+            p.accbase = p.shares.accbase
     return acc_word
 
 
@@ -592,14 +605,7 @@ def apply_lanes(program: Program, lanes: int) -> Program:
     projs = program.projections
     for p in projs:
         p.n_dst = -(-p.n_dst // lanes) * lanes
-    acc = 0
-    for p in projs:  # owners first take words; a sharer (a mesh piece) takes its owner's
-        if getattr(p, "owner", None) is None:
-            p.accbase = acc
-            acc += p.n_dst * (p.dendritic + 1)
-    for p in projs:
-        if getattr(p, "owner", None) is not None:
-            p.accbase = p.owner.accbase  # type: ignore[attr-defined]
+    acc = _place_accumulators(projs)
     top = max([1] + [x.n_dst for x in projs])
     iw = max(program.params["IW"], (top - 1).bit_length(), 2)  # p_an holds n_dst in IW + 1
     weights: list[list[np.ndarray]] = [[] for _ in range(lanes)]

@@ -19,8 +19,11 @@ the most synaptic events until there are at least N.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+import os
+import sys
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import scipy.sparse as sp
@@ -304,8 +307,11 @@ def traffic(graph: Graph, chip: Chip, rates: dict[str, np.ndarray], objective: s
         elif need > 1:
             # recursive bisection: k-way METIS into 10^4 parts takes 45 s on the DVS CNN's
             # 22,000 units, bisection 2.5 s, with the same result there and on the reservoir
-            _, parts = pymetis.part_graph(need, pymetis.CSRAdjacency(sym.indptr, sym.indices),
-                                          vweights=vweights, eweights=sym.data, recursive=True)
+            with _stdout_to_stderr():
+                _, parts = pymetis.part_graph(need, pymetis.CSRAdjacency(sym.indptr,
+                                                                         sym.indices),
+                                              vweights=vweights, eweights=sym.data,
+                                              recursive=True)
             labels = np.asarray(parts, np.int64)
             _rebalance(labels, mapped, size, sym, need)
         else:
@@ -323,6 +329,24 @@ def traffic(graph: Graph, chip: Chip, rates: dict[str, np.ndarray], objective: s
     remap[used] = np.arange(used.size)
     part = {k: remap[v] for k, v in part.items()}
     return {"units": units, "part": part, "n": int(used.size), "pairs": pairs}
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr() -> Iterator[None]:
+    """METIS's C code prints notes ("***Cannot bisect a graph with 0 vertices!") on the
+    process's stdout, where they would corrupt a command's JSON output: send them to stderr
+    (C's buffer flushed before fd 1 is given back)."""
+    import ctypes
+
+    sys.stdout.flush()
+    saved = os.dup(1)
+    try:
+        os.dup2(2, 1)
+        yield
+    finally:
+        ctypes.CDLL(None).fflush(None)
+        os.dup2(saved, 1)
+        os.close(saved)
 
 
 def _rebalance(labels: np.ndarray, mapped: np.ndarray, size: np.ndarray, sym: sp.csr_matrix,

@@ -6,6 +6,7 @@
 //   T sample step cycles           the step's end and its clock cycles (start to done)
 //   K core counter value           every core's counters, after the last sample
 //   R counter value                the routers' counters (5 per router, then host packets)
+//   W core clocks                  clocks each core worked (busy and not at the barrier)
 //   END
 // stim.txt: "samples steps trace stall_bit stall_period", then per step one "x y layer neuron
 // value" line per host packet and "-1 0 0 0 0" to close the step. stall_bit >= 0 holds that
@@ -52,6 +53,7 @@ module nm_mesh_tb
 
     integer fin, fout, r, nb, nt, trace, sbit, speriod, b, tt, px, py, pl, pi, pv, rc, i, k;
     reg [63:0] cyc, clock;
+    reg [63:0] work [0:NC-1];
     reg [2:0]  ph;
     localparam PH_RST = 3'd0, PH_STEP = 3'd1, PH_FEED = 3'd2, PH_WAIT = 3'd3, PH_CNT = 3'd4,
                PH_CNTW = 3'd5, PH_RCNT = 3'd6, PH_END = 3'd7;
@@ -65,6 +67,7 @@ module nm_mesh_tb
         end
         r = $fscanf(fin, "%d %d %d %d %d\n", nb, nt, trace, sbit, speriod);
         b = 0; tt = 0; rc = 0; i = 0; k = 0;
+        for (k = 0; k < NC; k = k + 1) work[k] = 0;
         cyc = 0; clock = 0;
         ph = PH_RST;
     end
@@ -87,6 +90,8 @@ module nm_mesh_tb
                         out_idx[k * IW +: IW], $signed(tr_u[k * UW +: UW]),
                         $signed(tr_v[k * 24 +: 24]));
         end
+        for (k = 0; k < NC; k = k + 1)
+            if (mesh.c_busy[k] && !mesh.c_wait[k]) work[k] <= work[k] + 1'b1;
         clock <= clock + 1'b1;
         if (sbit >= 0) stall[sbit] <= (clock % speriod) != 0;
         if (busy) cyc <= cyc + 1'b1;
@@ -149,7 +154,10 @@ module nm_mesh_tb
             end else rc <= rc + 1;
             PH_RCNT: begin            // the router counters are plain registers
                 $fwrite(fout, "R %0d %0d\n", rc_sel, rc_data);
-                if (rc_sel == NRC - 1) ph <= PH_END;
+                if (rc_sel == NRC - 1) begin
+                    for (k = 0; k < NC; k = k + 1) $fwrite(fout, "W %0d %0d\n", k, work[k]);
+                    ph <= PH_END;
+                end
                 else rc_sel <= rc_sel + 1'b1;
             end
             default: begin

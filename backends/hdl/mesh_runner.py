@@ -144,7 +144,7 @@ def run_mesh(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray], *,
                                          stall=stall),
                         parse=partial(_parse, n_steps=B * T))
     result = _result(graph, mesh, params, resp, packets, inputs, T, B, record)
-    return HdlRun(result, resp["cycles"].reshape(B, T).T.copy(), params, mesh)  # type: ignore
+    return HdlRun(result, resp["cycles"].reshape(B, T).T.copy(), params, mesh)
 
 
 def _result(graph: Graph, mesh: Mesh, params, resp, packets, inputs, T, B, record) -> RunResult:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -28,13 +29,13 @@ MIN_CYCLES_PER_S = 10_000
 
 @dataclass
 class HdlRun:
-    """A testbench run: the result, the clock cycles of every step (T, batch) and the sizes
-    the simulator was built with."""
+    """A testbench run: the result, the clock cycles of every step (T, batch), the sizes
+    the simulator was built with, and the program (a mesh's: `mesh.Mesh`)."""
 
     result: RunResult
     cycles: np.ndarray
     params: dict[str, int]
-    program: Program
+    program: Any
 
 
 def input_events(program: Program, inputs: dict[str, np.ndarray], T: int,

@@ -10,9 +10,7 @@ mapped with `nmcompile.map(q, chip, cores=R*C, objective="latency", inputs=x)` (
 OUT/mesh-CxR-lanesL/chip.toml), lowered with `backends.hdl.mesh.build_mesh`, and written as a
 project folder OUT/mesh-CxR-lanesL/: mem/cNN/*.hex, rtl/ (nm_mesh_top and what it includes,
 rtl/nm_params.vh = the build's sizes), build/ (the tools' logs and outputs), report.json.
-Cores of L accumulate lanes: `build_mesh(m, lanes=L)` where build_mesh takes `lanes`, else
-LANES=L set in the sizes where they have it; where neither, only L = 1 is built and L > 1 is
-reported as skipped ("LANES not in this RTL yet").
+Cores of L accumulate lanes: `build_mesh(m, lanes=L)`.
 
 Measured, all parsed from the tools' own output (in the project folder):
 - `ice40`: `synth_ice40 -top nm_mesh_top`, then `stat`: SB_LUT4, flip-flops (SB_DFF*),
@@ -35,7 +33,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
-import inspect
 import json
 import os
 import platform
@@ -54,7 +51,7 @@ if str(REPO) not in sys.path:
 
 import nmcompile  # noqa: E402
 from backends.hdl.hexfiles import params_header  # noqa: E402
-from backends.hdl.mesh import build_mesh, derive_mesh  # noqa: E402
+from backends.hdl.mesh import build_mesh  # noqa: E402
 from backends.hdl.mesh_runner import write_mesh_memories  # noqa: E402
 from backends.hdl.simulate import find_tool, rtl_dir, run_tool  # noqa: E402
 from backends.hdl.synth import _version, parse_nextpnr, parse_stat, summarize  # noqa: E402
@@ -89,21 +86,6 @@ def digits_model(path: str | None, out: Path) -> tuple[Graph, str]:
     return q, str(save(q, out / "digits_q.nmc"))
 
 
-@contextlib.contextmanager
-def stdout_to_stderr() -> Iterator[None]:
-    """File descriptor 1 goes to stderr within the block: METIS prints its warnings to the C
-    library's stdout, which carries our JSON."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    try:
-        os.dup2(2, 1)
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
 def chip_file(cols: int, rows: int, folder: Path) -> Path:
     """folder/chip.toml: the built-in fpga-mesh chip with `tiles = [cols, rows]`."""
     src = Path(load_chip("fpga-mesh").path)
@@ -124,18 +106,9 @@ def write_project(q: Graph, x: Any, cols: int, rows: int, lanes: int, folder: Pa
                   ) -> dict[str, Any]:
     """Map, lower and write the project folder; returns what the report says about it."""
     chip = chip_file(cols, rows, folder)
-    with stdout_to_stderr():
-        m = nmcompile.map(q, chip, cores=rows * cols, objective="latency", inputs=x)
-    if "lanes" in inspect.signature(build_mesh).parameters:
-        mesh = build_mesh(m, lanes=lanes)  # the programs laid out for the lanes
-        params = dict(mesh.params)
-    else:
-        mesh = build_mesh(m)
-        params = dict(mesh.params)
-        if "LANES" in params:
-            params = derive_mesh({**params, "LANES": lanes})
-    if params.get("LANES", 1) != lanes:
-        raise SkipError("LANES not in this RTL yet")
+    m = nmcompile.map(q, chip, cores=rows * cols, objective="latency", inputs=x)
+    mesh = build_mesh(m, lanes=lanes)  # the programs laid out for the lanes
+    params = dict(mesh.params)
     write_mesh_memories(mesh, params, folder / "mem")
     rtl = folder / "rtl"
     rtl.mkdir()
@@ -234,10 +207,6 @@ def xilinx(folder: Path, timeout_s: float, commands: list[dict[str, Any]]) -> di
             "cells": cells}
 
 
-class SkipError(Exception):
-    """This build cannot be made with this RTL (reported, not an error)."""
-
-
 @contextlib.contextmanager
 def scratch(path: Path, reaper: Reaper) -> Iterator[Path]:
     """A fresh folder that is removed unless the block completes (and if we die)."""
@@ -274,8 +243,6 @@ def build(q: Graph, x: Any, cols: int, rows: int, lanes: int, out: Path, args: a
             (folder / "report.json").write_text(json.dumps(report, indent=1) + "\n")
             shutil.rmtree(final, ignore_errors=True)
             folder.rename(final)
-    except SkipError as e:
-        return {**report, "folder": None, "skipped": str(e)}
     except (NmcompileError, OSError, ValueError, KeyError) as e:
         return {**report, "folder": None, "error": f"{type(e).__name__}: {e}",
                 "wall_s": round(time.perf_counter() - start, 2), "commands": commands}

@@ -61,7 +61,7 @@ capabilities = Capabilities(
                "only; larger builds a multiplier on the event path)", verbs=("compile",)),
         Option("timeout_s", float, 1200, "seconds synthesis may take", verbs=("compile",)),
         Option("lanes", int, 1, "accumulate lanes per core: 1, 2 or 4 synapses per clock",
-               verbs=("run",)),
+               verbs=("run", "compile")),
         Option("chip", str, DEFAULT_CHIP, "the chip whose core sizes the verilog core: its "
                "neurons and synapse words (a name, see nmcompile.mapping.available(), a chip "
                "TOML file, or a Chip; alias: --chip); the weight width is the profile's"),
@@ -89,17 +89,18 @@ def check(graph: Graph) -> list[Problem]:
 def compile(graph: Graph, out_dir: str | Path, *, synth: str | list[str] | None = None,
             pnr: bool = True, simulator: str = "icarus", input_max: int = 1,
             timeout_s: float = 1200, chip: str | Path | Chip = DEFAULT_CHIP,
-            core: None = None) -> Path:
-    """Write the Verilog project folder (see `project.write_project`); `synth`: "ice40",
+            core: None = None, lanes: int = 1) -> Path:
+    """Write the Verilog project folder (see `project.write_project`; a graph placed by
+    `nmcompile.map` gives a mesh project, `project.write_mesh_project`); `synth`: "ice40",
     "xilinx" or both ("ice40,xilinx" or a list), to run Yosys (and nextpnr-ice40) and write
     report.json/report.md; `chip`: the chip whose core bounds the program (`core` is
-    refused: `chip` replaced it)."""
+    refused: `chip` replaced it); `lanes`: accumulate lanes per core (1, 2, 4)."""
     from .project import write_project
 
     refuse_core(core)
     targets = synth.split(",") if isinstance(synth, str) else synth
     return write_project(graph, out_dir, synth=targets, pnr=pnr, simulator=simulator,
-                         input_max=input_max, timeout_s=timeout_s, chip=chip)
+                         input_max=input_max, timeout_s=timeout_s, chip=chip, lanes=lanes)
 
 
 __all__ = ["capabilities", "check", "compile", "name", "run", "run_hdl"]

@@ -68,8 +68,10 @@ def host_packets(mesh: Mesh, inputs: dict[str, np.ndarray], T: int, B: int
     return [allp[a:b, 1:] for a, b in itertools.pairwise(cuts)]
 
 
-def _stimulus(path: Path, packets: list[np.ndarray], B: int, T: int, trace: bool,
-              stall: tuple[int, int] | None) -> None:
+def write_mesh_stimulus(path: Path, packets: list[np.ndarray], B: int, T: int, trace: bool,
+                        stall: tuple[int, int] | None) -> None:
+    """The mesh testbench's stim.txt (see rtl/nm_mesh_tb.v): header, then per step the host's
+    packets (x, y, layer, neuron, value) and "-1 0 0 0 0"."""
     bit, period = stall if stall else (-1, 1)
     with path.open("w") as f:
         f.write(f"{B} {T} {int(trace)} {bit} {period}\n")
@@ -140,8 +142,8 @@ def run_mesh(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray], *,
     with Reaper() as reaper, built(simulator, params, reaper=reaper, top="nm_mesh_tb") as exe:
         resp = simulate(exe, simulator, partial(write_mesh_memories, mesh, params), [], B, T,
                         trace=record, timeout_s=budget, reaper=reaper,
-                        stimulus=partial(_stimulus, packets=packets, B=B, T=T, trace=record,
-                                         stall=stall),
+                        stimulus=partial(write_mesh_stimulus, packets=packets, B=B, T=T,
+                                         trace=record, stall=stall),
                         parse=partial(_parse, n_steps=B * T))
     result = _result(graph, mesh, params, resp, packets, inputs, T, B, record)
     return HdlRun(result, resp["cycles"].reshape(B, T).T.copy(), params, mesh)

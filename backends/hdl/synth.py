@@ -24,11 +24,16 @@ ICE40 = {"device": "hx8k", "package": "ct256", "lcs": 7680, "brams": 32}
 TARGETS = ("ice40", "xilinx")
 
 
-def makefile_rules(rtl: str) -> str:
-    """The synthesis part of the project's Makefile (`rtl`: the RTL file list)."""
-    read = f"read_verilog -Irtl {rtl} rtl/nm_top.v"
+def makefile_rules(rtl: str, top: str = "nm_top", defer: bool = False,
+                   deps: str = "rtl/nm_params.vh") -> str:
+    """The synthesis part of the project's Makefile: `rtl` (the RTL file list) and rtl/`top`.v
+    read by Yosys, module `top` synthesised; `deps`: further prerequisites (the headers).
+    `defer`: `read_verilog -defer`, so that each module is elaborated only with its instances'
+    parameters (the mesh: every core's MEMDIR builds its $readmemh paths; the single core's
+    are the default's and need no defer)."""
+    read = f"read_verilog{' -defer' if defer else ''} -Irtl {rtl} rtl/{top}.v"
     part = f"--{ICE40['device']} --package {ICE40['package']}"
-    deps = f"{rtl} rtl/nm_top.v rtl/nm_params.vh"
+    deps = f"{rtl} rtl/{top}.v {deps}"
     return f"""\
 synth: synth-ice40
 synth-ice40: build/ice40.json
@@ -37,7 +42,7 @@ synth-xilinx: build/yosys-xilinx-stat.txt
 
 build/ice40.json: {deps}
 \tmkdir -p build
-\tyosys -q -l build/yosys-ice40.log -p "{read}; synth_ice40 -top nm_top \\
+\tyosys -q -l build/yosys-ice40.log -p "{read}; synth_ice40 -top {top} \\
 \t  -json build/ice40.json; tee -q -o build/yosys-ice40-stat.txt stat"
 
 build/nextpnr-ice40.log: build/ice40.json
@@ -46,7 +51,7 @@ build/nextpnr-ice40.log: build/ice40.json
 
 build/yosys-xilinx-stat.txt: {deps}
 \tmkdir -p build
-\tyosys -q -l build/yosys-xilinx.log -p "{read}; synth_xilinx -top nm_top \\
+\tyosys -q -l build/yosys-xilinx.log -p "{read}; synth_xilinx -top {top} \\
 \t  -family xc7; tee -q -o $@ stat"
 """
 

@@ -89,7 +89,7 @@ def test_an_option_a_backend_does_not_take_fails_before_any_work() -> None:
         nmcompile.run(g, np.ones((3, 1, 2)), backend="emulator", simulator="icarus")
     with pytest.raises(NmcompileError, match=r"verilog backend's compile has no option "
                        r"'nosuch'; its options: simulator, synth, pnr, input_max, timeout_s, "
-                       r"chip"):
+                       r"lanes, chip"):
         nmcompile.compile(g, "unused", "verilog", nosuch=1)
 
 

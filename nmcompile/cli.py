@@ -250,6 +250,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     if args.calibrate:
         calibration, _ = _samples(graph, args.calibrate)
     qgraph, report = quantize(graph, args.profile, calibration, report=True)
+    qgraph.metadata["quantization"]["source"]["file"] = Path(args.model).name
     print(report.table())
     save(qgraph, args.output, force=args.force)
     print(f"wrote {args.output}")
@@ -301,6 +302,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     import json
 
     from .api import is_quantized
+    from .ir import load
     from .verification import usage_problem, verify
 
     graph = _load(args)
@@ -311,16 +313,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
         spikes, labels = _samples(graph, args.samples, args.seed)
     backends = [b for b in args.backends.split(",") if b]
     problem = usage_problem(is_quantized(graph), backends, labels is not None,
-                            args.min_agreement, args.max_accuracy_drop)
+                            args.min_agreement, args.max_accuracy_drop, bool(args.reference))
     if problem:
         print(f"nmcompile verify: error: {problem}", file=sys.stderr)
         return 2
     alias = [f"verilog.simulator={args.simulator}"] if args.simulator else []
     alias += [f"verilog.chip={args.chip}"] if args.chip else []
     options = _backend_options([*alias, *args.option], backends, "run")
+    reference = load(args.reference) if args.reference else None
     report = verify(graph, spikes, backends, profile=args.profile, labels=labels,
                     backend_options=options, allow_unsafe=args.allow_unsafe,
-                    min_agreement=args.min_agreement, max_accuracy_drop=args.max_accuracy_drop)
+                    min_agreement=args.min_agreement, max_accuracy_drop=args.max_accuracy_drop,
+                    reference=reference)
     if args.json:
         print(json.dumps(report.to_json(), default=float))
     else:
@@ -346,14 +350,26 @@ def _print_verify(report) -> None:
         print(f"unsafe updates ({name}): not counted by this backend")
     for m in report.mismatches:
         print(f"mismatch: {m}")
-    if report.float_agreement is not None:
+    layers = (report.fidelity or {}).get("layers")
+    if layers:
+        print(f"\nfloat reference vs quantised ({report.reference}), per layer:")
+        print(f"{'layer':<16} {'agreement':>10} {'rate float':>11} {'rate quant':>11} "
+              f"{'first divergence':>17}")
+        for name, f in layers.items():
+            step = "none" if f["first_divergent_step"] is None else \
+                f"step {f['first_divergent_step']}"
+            print(f"{name:<16} {f['agreement']:>10.2%} {f['rate_float']:>11.4f} "
+                  f"{f['rate_quantized']:>11.4f} {step:>17}")
+    elif report.float_agreement is not None:
         print(f"float vs quantised: {report.float_agreement:.2%} of output (step, neuron) "
               f"bins equal")
     for k, v in report.accuracy.items():
         print(f"accuracy ({k}): {v:.2%}")
     if report.exit_code == 0:
-        print("verified: all backends agree" + ("" if report.safe else
-                                                 " (unsafe updates allowed by --allow-unsafe)"))
+        what = ("all backends agree" if len(report.backends) > 1
+                else "within the fidelity bounds of its float reference")
+        print(f"verified: {what}" + ("" if report.safe else
+                                     " (unsafe updates allowed by --allow-unsafe)"))
         return
     print("spikes equal across backends" if report.equal else "backends DISAGREE")
     for code, reason in sorted(report.reasons):
@@ -540,11 +556,17 @@ def build_parser() -> argparse.ArgumentParser:
                    "quantised form; a quantised model needs two, e.g. emulator,lava)")
     p.add_argument("--allow-unsafe", action="store_true", help="pass even when a backend "
                    "counted unsafe updates (u wrapped or v saturated); they are still reported")
+    p.add_argument("--reference", metavar="FLOAT.nmc", help="a quantised MODEL: the float "
+                   "model it was quantised from (checked by the SHA-256 the quantiser "
+                   "recorded); compares every layer's spikes, firing rates, first divergent "
+                   "step and accuracies, with --min-agreement 0.95 and --max-accuracy-drop "
+                   "0.02 unless given")
     p.add_argument("--min-agreement", type=_fraction, metavar="FRACTION", help="float model: "
-                   "fail (exit 5) when fewer output (step, neuron) bins than this are equal")
+                   "fail (exit 5) when fewer output (step, neuron) bins than this are equal; "
+                   "with --reference: fewer spike bins of the worst layer")
     p.add_argument("--max-accuracy-drop", type=_fraction, metavar="FRACTION", help="float "
-                   "model with a data set: fail (exit 5) when quantised accuracy is lower than "
-                   "float by more than this fraction (0.02: 2 points)")
+                   "model or --reference, with a data set: fail (exit 5) when quantised "
+                   "accuracy is lower than float by more than this fraction (0.02: 2 points)")
     p.add_argument("--samples", type=_positive, default=32, metavar="N",
                    help="N test samples of the model's data set, else N seeded random inputs")
     p.add_argument("--input", metavar="SPIKES.npy", help="use these spikes instead")

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from .errors import GraphError
 from .ir import Graph
 from .result import RunResult
 from .runtime import is_quantized, run
@@ -125,21 +126,84 @@ def _accuracy(result: RunResult, labels: np.ndarray) -> float:
     return float((scores.argmax(axis=1) == labels).mean())
 
 
+#: `verify`'s fidelity bounds when a float reference is given and none are named.
+MIN_AGREEMENT, MAX_ACCURACY_DROP = 0.95, 0.02
+
+
 def usage_problem(quantized: bool, backends: Sequence[str], has_labels: bool,
                   min_agreement: float | None = None,
-                  max_accuracy_drop: float | None = None) -> str | None:
+                  max_accuracy_drop: float | None = None,
+                  has_reference: bool = False) -> str | None:
     """Why a verify request cannot prove anything (exit 2), or None. A quantised model on one
-    backend compares it with itself; the fidelity bounds need a float model (and labels)."""
-    if quantized and len(set(backends)) < 2:
+    backend compares it with itself, unless a float reference is given; the fidelity bounds
+    need a float model or reference (and labels)."""
+    if quantized and len(set(backends)) < 2 and not has_reference:
         return (f"a quantised model on {', '.join(backends) or 'no backend'} alone is compared "
-                "with itself: name two or more backends, e.g. --backends emulator,lava")
-    if quantized and (min_agreement is not None or max_accuracy_drop is not None):
+                "with itself: name two or more backends, e.g. --backends emulator,lava, or "
+                "compare it with the float model it was made from: --reference FLOAT.nmc")
+    if quantized and not has_reference and (min_agreement is not None
+                                            or max_accuracy_drop is not None):
         return ("--min-agreement and --max-accuracy-drop compare a float model with its "
-                "quantised form: give the float MODEL")
+                "quantised form: give the float MODEL, or --reference FLOAT.nmc")
     if max_accuracy_drop is not None and not has_labels:
         return ("--max-accuracy-drop needs the labels of the model's data set: use --samples "
                 "instead of --input, on a model whose metadata names its data set")
     return None
+
+
+def check_source(qgraph: Graph, reference: Graph) -> None:
+    """Refuse a float `reference` that is not the graph `qgraph` was quantised from (the
+    SHA-256 the quantiser recorded in `metadata.quantization.source`)."""
+    from .ir.serialize import digest
+
+    source = qgraph.metadata.get("quantization", {}).get("source", {})
+    if "sha256" not in source:
+        raise GraphError("the quantised model records no float source (it was quantised by an "
+                         "older nmcompile): quantise the float model again, then verify "
+                         "--reference against it")
+    if is_quantized(reference):
+        raise GraphError("--reference must be the float model the quantised one was made from; "
+                         "this one is quantised")
+    got = digest(reference)
+    if got != source["sha256"]:
+        name = f" ({source['file']})" if source.get("file") else ""
+        raise GraphError(f"the reference is not the float model this one was quantised "
+                         f"from{name}: its SHA-256 is {got[:12]}..., the quantised model "
+                         f"records {source['sha256'][:12]}...")
+
+
+def fidelity(float_result: RunResult, quantized: RunResult,
+             labels: np.ndarray | None = None) -> dict[str, Any]:
+    """How far a quantised run is from its float graph's on the same input, per layer: the
+    fraction of equal (step, sample, neuron) spike bins, both firing rates (spikes per neuron
+    and step) and their difference, and the first step at which any spike differs. Also the
+    output bins' agreement, the worst layer's agreement (`agreement`, what verify bounds) and,
+    with `labels`, both accuracies."""
+    layers = {}
+    for name, f in float_result.spikes.items():
+        q = quantized.spikes.get(name)
+        if q is None or q.shape != f.shape:
+            continue
+        a = np.asarray(f).reshape(f.shape[0], f.shape[1], -1) != 0
+        b = np.asarray(q).reshape(a.shape) != 0
+        equal = a == b
+        steps = np.flatnonzero(~equal.all(axis=(1, 2)))
+        layers[name] = {"agreement": float(equal.mean()), "rate_float": float(a.mean()),
+                        "rate_quantized": float(b.mean()),
+                        "rate_error": float(b.mean() - a.mean()),
+                        "first_divergent_step": int(steps[0]) if steps.size else None}
+    bins = [np.mean(float_result.outputs[k] == quantized.outputs[k]) for k in quantized.outputs
+            if k in float_result.outputs
+            and float_result.outputs[k].dtype == quantized.outputs[k].dtype]
+    out: dict[str, Any] = {"layers": layers,
+                           "output_agreement": float(np.mean(bins)) if bins else None}
+    worst = min(layers, key=lambda k: layers[k]["agreement"]) if layers else None
+    out["worst_layer"] = worst
+    out["agreement"] = layers[worst]["agreement"] if worst else out["output_agreement"]
+    if labels is not None:
+        out["accuracy"] = {"float": _accuracy(float_result, labels),
+                           "quantized": _accuracy(quantized, labels)}
+    return out
 
 
 def verify(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray],
@@ -147,14 +211,31 @@ def verify(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray],
            labels: np.ndarray | None = None,
            backend_options: Mapping[str, Mapping[str, Any]] | None = None,
            allow_unsafe: bool = False, min_agreement: float | None = None,
-           max_accuracy_drop: float | None = None, **options: Any) -> VerifyReport:
+           max_accuracy_drop: float | None = None, reference: Graph | None = None,
+           **options: Any) -> VerifyReport:
     """Run `spikes` through every backend in `backends` and compare them exactly.
 
     `options` go to every backend's `run`; `backend_options` to one backend each, e.g.
     `{"verilog": {"simulator": "verilator"}}`. The verdict fails on a mismatch, on unsafe
     updates (unless `allow_unsafe`), and, for a float graph, on an agreement below
     `min_agreement` (a fraction of output bins) or an accuracy drop above `max_accuracy_drop`
-    (a fraction: 0.02 is 2 points; needs `labels`)."""
+    (a fraction: 0.02 is 2 points; needs `labels`).
+
+    `reference`: the float graph a quantised `graph` was made from (checked by the SHA-256
+    the quantiser recorded): the first backend's run is compared with it layer by layer
+    (`fidelity`), with the bounds defaulting to `MIN_AGREEMENT` of the worst layer's spike
+    bins and `MAX_ACCURACY_DROP`."""
+    if reference is not None:
+        if not is_quantized(graph):
+            raise GraphError("--reference compares a quantised model with its float source; "
+                             "this model is float (it is its own reference)")
+        check_source(graph, reference)
+        return _verify_reference(graph, reference, spikes, backends, labels=labels,
+                                 backend_options=backend_options, allow_unsafe=allow_unsafe,
+                                 min_agreement=MIN_AGREEMENT if min_agreement is None
+                                 else min_agreement,
+                                 max_accuracy_drop=MAX_ACCURACY_DROP if max_accuracy_drop is None
+                                 else max_accuracy_drop, **options)
     float_result = None
     qgraph = graph
     if not is_quantized(graph):
@@ -187,6 +268,28 @@ def verify(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray],
     report.reasons = [(DISAGREE, f"the targets disagree: {m}") for m in mismatches]
     _check_safety(report, results, allow_unsafe)
     report.reasons += _fidelity_reasons(report, min_agreement, max_accuracy_drop)
+    return report
+
+
+def _verify_reference(qgraph: Graph, reference: Graph, spikes, backends: Sequence[str], *,
+                      labels, backend_options, allow_unsafe: bool, min_agreement: float,
+                      max_accuracy_drop: float, **options: Any) -> VerifyReport:
+    report = verify(qgraph, spikes, backends, labels=labels, backend_options=backend_options,
+                    allow_unsafe=allow_unsafe, **options) if len(set(backends)) > 1 else None
+    per = backend_options or {}
+    ref = backends[0]
+    q = run(qgraph, spikes, backend=ref, record=True, **options, **per.get(ref, {}))
+    fid = fidelity(run(reference, spikes, backend="float", record=True), q, labels)
+    if report is None:
+        report = VerifyReport(equal=True, backends={ref: {
+            "spikes": sum(q.counters.get("spikes", {}).values()), "counters": q.counters}},
+            reference=ref)
+        _check_safety(report, {ref: q}, allow_unsafe)
+    report.fidelity = fid
+    report.float_agreement = fid["agreement"]
+    report.accuracy = fid.get("accuracy", {})
+    report.reasons += _fidelity_reasons(report, min_agreement,
+                                        max_accuracy_drop if labels is not None else None)
     return report
 
 
@@ -223,7 +326,9 @@ def _fidelity_reasons(report: VerifyReport, min_agreement: float | None,
     agreement = report.float_agreement
     if min_agreement is not None and (agreement is None or agreement < min_agreement):
         shown = "not measurable" if agreement is None else f"{agreement:.2%}"
-        reasons.append((LOW_FIDELITY, f"float vs quantised agreement {shown} of output bins is "
+        worst = (report.fidelity or {}).get("worst_layer")
+        what = f"of the spike bins of layer {worst!r}" if worst else "of output bins"
+        reasons.append((LOW_FIDELITY, f"float vs quantised agreement {shown} {what} is "
                         f"below --min-agreement {min_agreement:g}"))
     acc = report.accuracy
     if max_accuracy_drop is not None and {"float", "quantized"} <= acc.keys():

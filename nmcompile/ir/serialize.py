@@ -18,6 +18,7 @@ cannot make `load` allocate more than `max_bytes`.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import os
@@ -211,6 +212,20 @@ def _document(graph: Graph) -> tuple[dict[str, Any], dict[str, np.ndarray], Stor
             layer: _encode(cores, arrays, f"placement of {layer!r}", stored)
             for layer, cores in p.cores.items()}}
     return doc, arrays, stored
+
+
+def digest(graph: Graph) -> str:
+    """SHA-256 of a graph's content: its document (nodes, edges, dt, metadata, placement) and
+    every array's key, dtype, shape and bytes. Equal for a graph and its saved-and-loaded
+    copy: the quantiser records its source's, so that `verify --reference` can tell the float
+    file a quantised one was made from."""
+    doc, arrays, _ = _document(graph)
+    h = hashlib.sha256(json.dumps(doc, sort_keys=True, allow_nan=True, default=str).encode())
+    for key in sorted(arrays):
+        a = np.ascontiguousarray(arrays[key])
+        h.update(f"{key}:{a.dtype.str}:{a.shape}".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
 
 
 def check_version(doc: Any) -> int:

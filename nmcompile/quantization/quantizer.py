@@ -293,8 +293,12 @@ def quantize(graph: Graph, profile: str | Profile = "loihi2",
     for u, v, d in folded.edges():
         out.add_edge(u, v, d)
     dropped = {p.name: p.dropped for r in layers for p in r.projections if p.dropped}
+    from ..ir.serialize import digest
+
+    # the float graph it came from, so that `verify --reference` can refuse another one
     out.metadata["quantization"] = {"profile": prof.name,
-                                    "scales": {r.name: r.scale for r in layers}}
+                                    "scales": {r.name: r.scale for r in layers},
+                                    "source": {"sha256": digest(graph)}}
     if dropped:
         out.metadata["quantization"]["dropped_synapses"] = dropped
     out.validate()

@@ -12,6 +12,7 @@ right: direct edges without a projection, two inputs, outputs that sum delayed s
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from pathlib import Path
@@ -306,6 +307,19 @@ def test_compiled_project_with_awkward_names_simulates_and_its_header_compiles(t
     assert done.returncode == 0, done.stdout + done.stderr
     assert "every output event equals the emulator's" in done.stdout
     assert (out / "tb" / "expected.txt").read_text().count("\nE ") > 0
+
+
+def test_synthesis_into_a_relative_folder(tmp_path, monkeypatch) -> None:
+    """`compile -o relative/dir --synth ...` (make ran with -C relative/dir from inside it)."""
+    from nmcompile.cli import main
+
+    g = chain([("fc", QDense(np.arange(12).reshape(3, 4) - 5)), ("h", QLIF(vth=10))], 4)
+    monkeypatch.chdir(tmp_path)
+    nmcompile.save(g, "g.nmc")
+    assert main(["compile", "g.nmc", "--target", "verilog", "-o", "rel/proj",
+                 "--synth", "xilinx"]) == 0
+    report = json.loads(Path("rel/proj/report.json").read_text())
+    assert report[0]["target"] == "xilinx" and report[0]["luts"] > 0
 
 
 def test_a_failed_compile_leaves_nothing(tmp_path, tmp_path_factory) -> None:

@@ -98,8 +98,9 @@ def parse_nextpnr(text: str) -> dict[str, Any]:
 
 
 def _make(project: Path, targets: list[str], timeout_s: float) -> None:
-    run_tool([find_tool("make"), "-C", str(project), *targets], project, timeout_s,
-         f"make {' '.join(targets)}")
+    # make runs in the project (no -C: a relative path given as -C from inside the project
+    # named a folder that does not exist)
+    run_tool([find_tool("make"), *targets], project, timeout_s, f"make {' '.join(targets)}")
 
 
 def run_synth(project: Path, target: str, *, pnr: bool = True,

@@ -218,14 +218,19 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
-def _samples(graph, n: int, seed: int = 0):
-    """N test samples of the model's data set, else N seeded random inputs; and labels."""
+def _samples(graph, n: int, seed: int = 0, split: str = "test"):
+    """N samples of the model's data set (its test split, or for calibration its training
+    split), else N seeded random inputs, said loudly on stderr; and labels (None if random)."""
     from . import datasets
 
     if "dataset" in graph.metadata and "encoding" in graph.metadata:
-        return datasets.test_inputs(graph.metadata, n)
+        load = datasets.train_inputs if split == "train" else datasets.test_inputs
+        return load(graph.metadata, n)
     shapes = {name: graph[name].shape for name in graph.inputs}
     spikes = datasets.random_inputs(shapes, n, seed=seed)
+    print(f"nmcompile: WARNING: the model names no data set and no --input was given: using "
+          f"{n} seeded random inputs (20 % of inputs spiking per step, 25 steps, seed {seed}); "
+          f"every figure below describes random spikes, not your data", file=sys.stderr)
     return (spikes if len(spikes) > 1 else next(iter(spikes.values()))), None
 
 
@@ -233,12 +238,24 @@ def _samples(graph, n: int, seed: int = 0):
 MAX_INPUT_BYTES = 4 << 30
 
 
-def _input_file(path: str):
+def _input_file(path: str, layout: str = "TBC"):
     """A .npy array or an .npz of arrays by input name, read in bounded memory (no pickle;
-    headers checked before allocating; other byte orders converted)."""
+    headers checked before allocating; other byte orders converted); `layout` BTC: stored
+    batch-first, swapped to nmcompile's (T, batch, ...)."""
     from .ir import npy
 
-    return npy.load(path, MAX_INPUT_BYTES)
+    x = npy.load(path, MAX_INPUT_BYTES)
+    if layout == "BTC":
+        x = {k: v.swapaxes(0, 1) for k, v in x.items()} if isinstance(x, dict) else \
+            x.swapaxes(0, 1)
+    return x
+
+
+def _layout_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--layout", choices=("TBC", "BTC"), default="TBC",
+                   help="axes of --input: TBC (T, batch, ...; the default) or BTC (batch "
+                   "first); an input whose first axis is not the model's recorded num_steps "
+                   "while its second is, is refused as batch-first")
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
@@ -247,8 +264,10 @@ def cmd_quantize(args: argparse.Namespace) -> int:
 
     graph = _load(args)
     calibration = None
-    if args.calibrate:
-        calibration, _ = _samples(graph, args.calibrate)
+    if args.input:
+        calibration = _input_file(args.input, args.layout)
+    elif args.calibrate:  # the training split: accuracy is reported on the test split
+        calibration, _ = _samples(graph, args.calibrate, split="train")
     qgraph, report = quantize(graph, args.profile, calibration, report=True)
     qgraph.metadata["quantization"]["source"]["file"] = Path(args.model).name
     print(report.table())
@@ -263,7 +282,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .api import is_quantized, run
 
     graph = _load(args)
-    spikes = _input_file(args.input)
+    spikes = _input_file(args.input, args.layout)
     backend = args.backend or ("emulator" if is_quantized(graph) else "float")
     alias = [f"simulator={args.simulator}"] if args.simulator else []
     alias += [f"chip={args.chip}"] if args.chip else []
@@ -308,7 +327,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     graph = _load(args)
     labels = None
     if args.input:
-        spikes = _input_file(args.input)
+        spikes = _input_file(args.input, args.layout)
     else:
         spikes, labels = _samples(graph, args.samples, args.seed)
     backends = [b for b in args.backends.split(",") if b]
@@ -366,8 +385,8 @@ def _print_verify(report) -> None:
     for k, v in report.accuracy.items():
         print(f"accuracy ({k}): {v:.2%}")
     if report.exit_code == 0:
-        what = ("all backends agree" if len(report.backends) > 1
-                else "within the fidelity bounds of its float reference")
+        what = ("within the fidelity bounds of its float reference"
+                if layers and len(report.backends) == 1 else "all backends agree")
         print(f"verified: {what}" + ("" if report.safe else
                                      " (unsafe updates allowed by --allow-unsafe)"))
         return
@@ -416,8 +435,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     graph = _load(args)
     spikes = None
     if args.rates is None:
-        spikes = _input_file(args.input) if args.input else _samples(graph, args.samples,
-                                                                      args.seed)[0]
+        spikes = (_input_file(args.input, args.layout) if args.input
+                  else _samples(graph, args.samples, args.seed)[0])
     est = estimate(graph, spikes, args.device, backend=args.backend,
                    rates=None if args.rates is None else _rates(args.rates), steps=args.steps,
                    samples=args.samples, device_paths=args.devices_dir or (),
@@ -441,8 +460,8 @@ def cmd_map(args: argparse.Namespace) -> int:
     from .runtime import run
 
     graph = _load(args)
-    spikes = _input_file(args.input) if args.input else _samples(graph, args.samples,
-                                                                  args.seed)[0]
+    spikes = (_input_file(args.input, args.layout) if args.input
+              else _samples(graph, args.samples, args.seed)[0])
     mapped = map_graph(graph, args.chip, strategy=args.strategy, inputs=spikes,
                        cores=args.cores, objective=args.objective,
                        host_layers=args.host_layer)
@@ -513,7 +532,12 @@ def build_parser() -> argparse.ArgumentParser:
     _force_arg(p, "an existing QMODEL.nmc is replaced only when it is an .nmc file")
     p.add_argument("--profile", default="loihi2", help="loihi2 (default) or fpga16")
     p.add_argument("--calibrate", type=_positive, default=0, metavar="N",
-                   help="pick scales from activity on N samples of the model's data set")
+                   help="pick scales from activity on N samples of the training split of the "
+                   "model's data set (never the test split verify reports accuracy on); "
+                   "without a data set, N random inputs (said on stderr)")
+    p.add_argument("--input", metavar="SPIKES.npy", help="calibrate on these spikes instead "
+                   "(your training data, (T, batch, ...))")
+    _layout_arg(p)
     p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("run", help="run a model on input spikes",
@@ -524,6 +548,7 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _model_arg(p)
     p.add_argument("--input", required=True, metavar="SPIKES.npy")
+    _layout_arg(p)
     p.add_argument("--backend", default=None, help="float, emulator, lava, verilog, ...")
     _option_arg(p)
     p.add_argument("--simulator", choices=("icarus", "verilator"),
@@ -570,6 +595,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=_positive, default=32, metavar="N",
                    help="N test samples of the model's data set, else N seeded random inputs")
     p.add_argument("--input", metavar="SPIKES.npy", help="use these spikes instead")
+    _layout_arg(p)
     p.add_argument("--profile", default="loihi2")
     p.add_argument("--seed", type=int, default=0)
     _option_arg(p)
@@ -611,6 +637,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "expected from firing rates.")
     _model_arg(p)
     p.add_argument("--input", metavar="SPIKES.npy", help="input spikes (T, batch, *shape)")
+    _layout_arg(p)
     p.add_argument("--samples", type=_positive, default=32, metavar="N",
                    help="N test samples of the model's data set, else N seeded random inputs "
                    "(default 32); with --rates, the number of inferences")
@@ -657,6 +684,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "fan-in no core holds); repeatable")
     p.add_argument("--input", metavar="SPIKES.npy",
                    help="calibration spikes (default: --samples of the model's data set)")
+    _layout_arg(p)
     p.add_argument("--samples", type=_positive, default=8, metavar="N",
                    help="calibration samples (default 8)")
     p.add_argument("--seed", type=int, default=0, help="seed of random calibration inputs")

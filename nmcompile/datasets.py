@@ -108,6 +108,22 @@ def random_inputs(shapes: dict[str, tuple[int, ...]], n: int, num_steps: int = 2
             for name, shape in shapes.items()}
 
 
+def train_inputs(metadata: dict[str, Any], n: int | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """The first n samples of the training split of the data the model names, encoded with
+    the encoding's seed + 1 (other spikes than the test inputs'): calibration data, never the
+    split that accuracy is reported on."""
+    if "dataset" not in metadata or "encoding" not in metadata:
+        raise NmcompileError("the model's metadata names no data set and encoding; pass "
+                             "calibration inputs explicitly")
+    spec = metadata["dataset"]
+    x, y = load_split({**spec, "split": "train"} if isinstance(spec, dict) else
+                      {"name": spec, "split": "train"})
+    enc = metadata["encoding"]
+    spikes = encode_spikes(x, {**enc, "seed": int(enc.get("seed", 0)) + 1}, n)
+    return spikes, (y if n is None else y[:n])
+
+
 def test_inputs(metadata: dict[str, Any], n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The first n encoded samples (T, n, *shape) and labels of the data the model names."""
     if "dataset" not in metadata or "encoding" not in metadata:

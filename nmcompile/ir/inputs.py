@@ -38,6 +38,12 @@ def normalize_inputs(graph: Graph, inputs: np.ndarray | Mapping[str, np.ndarray]
     if len(dims) != 1:
         raise ShapeError(f"inputs disagree on (T, batch): {sorted(dims)}")
     T, batch = dims.pop()
+    steps = graph.metadata.get("encoding", {}).get("num_steps")
+    if isinstance(steps, int) and steps != T and batch == steps:
+        raise ShapeError(f"the input looks batch-first: shape (T, batch) = ({T}, {batch}), and "
+                         f"the model was trained on {steps} steps; nmcompile takes (T, batch, "
+                         f"...): transpose it (np.swapaxes(x, 0, 1)), or on the CLI pass "
+                         f"--layout BTC")
     return out, T, batch
 
 

@@ -395,6 +395,23 @@ def _print_verify(report) -> None:
         print(f"NOT verified (exit {code}): {reason}")
 
 
+def _print_hardware(out: Path) -> None:
+    """Per layer of a Lava program: stock Lava (runs on a chip) or a custom model (CPU
+    simulation only), why, and what would make it stock (lowering.json's `hardware`)."""
+    import json
+
+    rows = json.loads((out / "lowering.json").read_text()).get("hardware", [])
+    for row in rows:
+        kinds = "/".join(row["kinds"])
+        if row["stock"]:
+            print(f"  {row['layer']}: stock Lava ({kinds}), deployable")
+        else:
+            print(f"  {row['layer']}: custom {kinds}, CPU SIMULATION ONLY: "
+                  f"{'; '.join(row['why'])}; to make it stock: {'; '.join(row['fix'])}")
+    if any(not row["stock"] for row in rows):
+        print("  (--strict-hardware refuses a model with custom layers)")
+
+
 def cmd_compile(args: argparse.Namespace) -> int:
     from .api import compile as compile_graph
     from .api import is_quantized
@@ -406,10 +423,13 @@ def cmd_compile(args: argparse.Namespace) -> int:
         print(report.table())
     alias = [f"synth={args.synth}"] if args.synth else []
     alias += [f"chip={args.chip}"] if args.chip else []
+    alias += ["strict_hardware=true"] if args.strict_hardware else []
     options = _backend_options([*alias, *args.option], [args.target], "compile")[args.target]
     out = compile_graph(graph, args.output, args.target, force=args.force,
                         inputs=[args.model], **options)
     print(f"wrote {out}/ (see {out}/README.md)")
+    if args.target == "lava":
+        _print_hardware(out)
     if options.get("synth"):
         print((out / "report.md").read_text())
     return 0
@@ -623,6 +643,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "Yosys (ice40: and nextpnr-ice40 for the measured Fmax) and write "
                    "OUT/report.json and OUT/report.md (LUTs, FFs, block RAMs, cycles per step); "
                    "ice40,xilinx for both; an alias of --option synth=...")
+    p.add_argument("--strict-hardware", action="store_true", help="with --target lava: "
+                   "refuse a model whose layers need custom, CPU-simulation-only Lava models "
+                   "(printed per layer with the reason and the fix); an alias of --option "
+                   "strict_hardware=true")
     _chip_arg(p)
     _option_arg(p)
     p.set_defaults(func=cmd_compile)

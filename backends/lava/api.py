@@ -59,6 +59,8 @@ capabilities = Capabilities(
                "edge delay adds a delay line per 64 steps)"),
         Option("spikes", np.ndarray, None, "an example input written with the program "
                "(default: the model's data set or random spikes)", verbs=("compile",)),
+        Option("strict_hardware", bool, False, "refuse a graph that needs a custom Lava "
+               "process (CPU simulation only; alias: --strict-hardware)", verbs=("compile",)),
     ),
     tools=("lava-nc 0.10.0",),
     notes=("a cycle runs when its IR delay is at least its number of projections",
@@ -282,10 +284,12 @@ def build(graph: Graph, batch: int = 1, *, max_processes: int = MAX_PROCESSES) -
 
 
 def compile(graph: Graph, out_dir: str | Path, *, spikes: Spikes | None = None,
-            max_processes: int = MAX_PROCESSES) -> Path:
+            max_processes: int = MAX_PROCESSES, strict_hardware: bool = False) -> Path:
     """Write a self-contained Lava program for `graph` into `out_dir` (see `artefact.py`);
-    `max_processes` as for `run`."""
+    `max_processes` as for `run`; `strict_hardware`: refuse (UnsupportedError naming each
+    layer, why and the fix) a graph that needs a custom, simulation-only process."""
     from .artefact import write
 
-    return write(graph, Path(out_dir), spikes, max_processes=max_processes)
+    return write(graph, Path(out_dir), spikes, max_processes=max_processes,
+                 strict_hardware=strict_hardware)
 

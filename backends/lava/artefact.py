@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from nmcompile.errors import UnsupportedError
 from nmcompile.ir import Graph
 
 from .plan import ENCODINGS, KINDS, Plan, ProcSpec
@@ -385,10 +386,16 @@ models only; a chip needs a microcode neuron model for them.
 
 
 def write(graph: Graph, out: Path, spikes: np.ndarray | Mapping[str, np.ndarray] | None = None,
-          *, max_processes: int | None = None) -> Path:
+          *, max_processes: int | None = None, strict_hardware: bool = False) -> Path:
     from .lowering import MAX_PROCESSES, lower
 
     plan = lower(graph, max_processes=max_processes or MAX_PROCESSES)
+    custom = [row for row in plan.hardware() if not row["stock"]]
+    if strict_hardware and custom:
+        raise UnsupportedError("--strict-hardware: these layers need custom Lava models that "
+                               "run only in CPU simulation: " + "; ".join(
+                                   f"{r['layer']!r} ({', '.join(r['why'])}; to make it stock: "
+                                   f"{', '.join(r['fix'])})" for r in custom))
     title = str(graph.metadata.get("source") or "network")
     arrays: dict[str, np.ndarray] = {}
     source = network_source(plan, arrays, title)
@@ -416,6 +423,7 @@ def write(graph: Graph, out: Path, spikes: np.ndarray | Mapping[str, np.ndarray]
         "pieces": {x.name: [{"process": name, "core": plan.proc(name).core, "neurons": n}
                             for name, n in x.pieces or [(x.name, x.n)]] for x in plan.layers},
         "notes": plan.notes,
+        "hardware": plan.hardware(),
     }
     (out / "lowering.json").write_text(json.dumps(report, indent=1))
     (out / "README.md").write_text(readme(plan, title, example))

@@ -104,6 +104,18 @@ KINDS: dict[str, Kind] = {kind.process: kind for kind in (
           *((k, "tuple", k) for k in ("input_shape", "padding", "stride", "dilation")),
           *_ints("groups", "num_message_bits")), image=True, weights="weight", read_back=True),
 )}
+#: What would make a layer's process stock Lava, by a phrase of the reason it is custom
+#: (`lowering.neurons.custom_reasons`).
+FIXES = (
+    ("reset by subtraction", "train with a zero reset (snnTorch reset_mechanism='zero', "
+     "nmcompile.nn reset='zero'): stock LIF resets v to 0"),
+    ("per-neuron", "one du, dv and vth for the whole layer (stock LIF takes scalars)"),
+    ("LI readout", "a spiking LIF readout layer (count its spikes) instead of an LI one"),
+    ("adaptive threshold", "a plain LIF layer (no adaptive threshold)"),
+    ("driven before its first IR step", "no delayed edge out of this layer, or a layer "
+     "without bias (stock LIFReset clears it on its first step)"),
+)
+
 #: Process kinds that are stock Lava 0.10 (deployable through Lava's Loihi run configs).
 STOCK_KINDS = tuple(k for k, kind in KINDS.items() if kind.stock)
 #: Process kinds implemented in this backend (bit-accurate, CPU simulation only).
@@ -273,6 +285,27 @@ class Plan:
                          "note": p.note or ("stock Lava 0.10 process" if p.stock else
                                             "custom bit-accurate model, CPU simulation only")})
         return rows
+
+    def hardware(self) -> list[dict[str, Any]]:
+        """Per neuron layer: whether every process of it is stock Lava (deployable through
+        Lava's Loihi run configurations) or a custom model (CPU simulation only), why, and
+        what would make it stock (`FIXES`)."""
+        rows: dict[str, dict[str, Any]] = {}
+        for p in self.procs:
+            if not p.is_neuron:
+                continue
+            row = rows.setdefault(p.node or p.name, {"layer": p.node or p.name, "kinds": [],
+                                                      "stock": True, "why": [], "fix": []})
+            if p.kind not in row["kinds"]:
+                row["kinds"].append(p.kind)
+            if not p.stock:
+                row["stock"] = False
+                for reason in filter(None, p.note.split("; ")):
+                    if reason not in row["why"]:
+                        row["why"].append(reason)
+                        row["fix"].append(next((fix for key, fix in FIXES if key in reason),
+                                               "no stock Lava process computes it"))
+        return list(rows.values())
 
     # -- plain arrays ---------------------------------------------------------------------
     def to_arrays(self, prefix: str = "") -> dict[str, np.ndarray]:

@@ -21,8 +21,11 @@ def reduced(graph: Graph) -> Graph:
     """`graph` with each projection's weights' common power of two moved into its exponent:
     the same arithmetic (`(2W @ x) << e == (W @ x) << (e + 1)`). The quantiser has stored a
     mixed-sign Loihi matrix as its 8-bit mantissas m since format 2 was current; files from
-    before hold 2m with the exponent one lower."""
+    before hold 2m with the exponent one lower. The quantiser's record of its source's digest
+    (`metadata.quantization.source`, added for `verify --reference`) is provenance, not
+    arithmetic, and files from before it lack it: it is left out of the comparison."""
     g = copy.deepcopy(graph)
+    g.metadata.get("quantization", {}).pop("source", None)
     for node in g.nodes.values():
         if isinstance(node, (QDense, QSparse, QConv2d)):
             field = "values" if isinstance(node, QSparse) else "weight"

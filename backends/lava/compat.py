@@ -34,6 +34,7 @@ import importlib
 import importlib.abc
 import importlib.machinery
 import importlib.metadata
+import multiprocessing
 import sys
 from collections.abc import Sequence
 from types import CodeType, ModuleType
@@ -137,6 +138,9 @@ def _installed() -> bool:
     return any(isinstance(f, _VarModelFinder) for f in sys.meta_path)
 
 
+_MESSAGING = "lava.magma.runtime.message_infrastructure.multiprocessing"  # sets 'fork' at import
+
+
 def install() -> None:
     """Install the import hook if this Python and this Lava need it; safe to call repeatedly.
 
@@ -162,6 +166,12 @@ def import_lava() -> ModuleType:
     :class:`LavaUnavailable` naming the cause, not later inside a run.
     """
     install()
+    fixed = multiprocessing.get_start_method(allow_none=True)
+    if fixed == "fork" and _MESSAGING not in sys.modules:
+        # Something already fixed the start method to the platform default (numba does, when the
+        # emulator's parallel kernels start their threads); Lava sets that same 'fork' again and
+        # multiprocessing refuses. Un-fixing it changes nothing: Lava fixes it back to 'fork'.
+        multiprocessing.set_start_method(None, force=True)
     try:
         importlib.import_module(PATCHED_MODULE)
         importlib.import_module("lava.magma.core.process.process")
@@ -174,9 +184,8 @@ def import_lava() -> ModuleType:
             raise
         raise LavaUnavailable(
             "Lava calls multiprocessing.set_start_method('fork') when it is first imported, "
-            "and something in this process had already fixed the start method (any call to "
-            "multiprocessing.get_start_method() or set_start_method() does). Import "
-            "backends.lava before that happens."
+            f"and this process had already chosen {multiprocessing.get_start_method()!r}. Lava "
+            "needs 'fork': do not set another start method before running the Lava backend."
         ) from exc
     except ValueError as exc:  # the unpatched dataclass error, if the gate let it through
         raise LavaUnavailable(

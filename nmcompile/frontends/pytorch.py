@@ -21,6 +21,7 @@ from .. import nn as snn
 from ..errors import UnsupportedError
 from ..ir import AvgPool2d, Conv2d, Dense, Flatten, Graph, Input, Output, Scale
 from ..ir.names import unique_name
+from ..passes.bias import bias_sources
 from . import snntorch as snntorch_layers
 
 SUPPORTED = ("nn.Linear, nn.Conv2d, nn.AvgPool2d, nn.Flatten, nn.Dropout, nn.Identity, "
@@ -240,4 +241,9 @@ def from_torch(model: nn.Module, example_input: torch.Tensor | Sequence[torch.Te
                 name = "output" if len(outs) == 1 else f"output_{k}"
                 b.add(name, Output(), b.value(out, "model output", whole=True))
     graph.validate()
+    # a bias into a current-based neuron (snnTorch Synaptic after a Linear with its default
+    # bias) as a constant spiking source, as the NIR reader does: the fixed-point targets
+    # hold no bias that a synaptic current filters
+    if sources := bias_sources(graph):
+        graph.metadata["bias_sources"] = sources
     return graph

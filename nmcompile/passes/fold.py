@@ -390,8 +390,9 @@ def _with_bias(node: Neuron, extra: np.ndarray, name: str) -> Neuron:
     if np.any(np.asarray(getattr(node, "alpha", 0.0)) != 0):
         raise UnsupportedError(
             f"a projection bias feeds {name!r}, whose synaptic current (alpha > 0) would "
-            f"filter it; no exact neuron bias exists. Give that layer's input projection "
-            f"bias=False")
+            f"filter it; no exact neuron bias exists. Rewrite it as a constant spiking "
+            f"source (nmcompile.passes.bias.bias_sources; from_torch does, and from_nir with "
+            f"current_bias='source'), or give that layer's input projection bias=False")
     return type(node)(**{**node.params(), "bias": node.bias + extra})
 
 

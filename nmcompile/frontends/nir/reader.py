@@ -9,7 +9,7 @@ Steps, each exact:
 3. NIR says nothing about when a recurrent edge delivers; every framework reads the previous
    step, so each cycle without delay gets one step on one edge (see `_delay_cycles`);
 4. optionally, a bias that would enter a synaptic current becomes a constant source (see
-   `_bias_sources`), which the fixed-point targets can run.
+   `passes.bias.bias_sources`), which the fixed-point targets can run.
 Nodes written by nmcompile's own `to_nir` carry their exact IR parameters in their metadata;
 they come back unchanged when they still agree with the NIR parameters, so a round trip
 nmcompile -> NIR -> nmcompile gives an equal graph.
@@ -30,7 +30,6 @@ import numpy as np
 
 from ...errors import FormatError, GraphError, NmcompileError, UnsupportedError
 from ...ir import (
-    LIF,
     NODE_TYPES,
     AvgPool2d,
     Conv2d,
@@ -46,6 +45,7 @@ from ...ir import (
 )
 from ...ir.names import unique_name
 from ...limits import check_bytes
+from ...passes.bias import bias_sources
 from . import neurons
 from .meta import KEY, exact_params, graph_info, stored_params
 
@@ -517,64 +517,6 @@ def _delay_cycles(g: Graph, entries: dict[str, str]) -> list[list[str]]:
         delayed.append([u, v])
 
 
-def _bias_sources(g: Graph) -> list[str]:
-    """Rewrite each projection bias that reaches a synaptic current (alpha > 0) as a source.
-
-    A constant added to a current is filtered by it, so no neuron bias equals it and the
-    fixed-point targets cannot hold it. Instead one neuron `bias_source`, driven by its own
-    bias of 1.0 above a threshold of 0.5 and reset to zero, spikes on every step from step 0;
-    a `Dense` holding the bias values carries its spike to wherever the projection's output
-    went, with the same delays. The network computes the same values (up to the order of one
-    float addition).
-    """
-    shapes = g.validate()
-    rewritten, source = [], None
-    for name in list(g.schedule()):
-        node = g[name]
-        if not isinstance(node, (Dense, Conv2d)) or node.bias is None or not np.any(node.bias):
-            continue
-        if not any(np.any(np.asarray(getattr(g[n], "alpha", 0.0)) != 0)
-                   for n in _downstream_neurons(g, name)):
-            continue
-        if source is None:
-            if not g.inputs:
-                raise GraphError("a bias source needs an Input node to hang from")
-            first = g.inputs[0]
-            n_in = int(np.prod(shapes[first]))
-            feed = unique_name("bias_source.in", g, sep="_", first=1)
-            g.add_node(feed, Dense(np.zeros((1, n_in))))
-            source = unique_name("bias_source", g, sep="_", first=1)
-            g.add_node(source, LIF(beta=0.5, threshold=0.5, bias=1.0, reset="zero"))
-            g.add_edge(first, feed, 0)
-            g.add_edge(feed, source, 0)
-        shape = shapes[name]
-        if isinstance(node, Conv2d):  # one bias per channel, over the whole image
-            const = np.broadcast_to(node.bias[:, None, None], shape)
-        else:
-            const = node.bias.reshape(shape)
-        carrier = unique_name(f"{name}.bias", g, sep="_", first=1)
-        g.add_node(carrier, Dense(np.array(const).reshape(-1, 1),
-                                  out_shape=shape if len(shape) > 1 else None))
-        g.add_edge(source, carrier, 0)
-        for dst, delay in g.successors(name):
-            g.add_edge(carrier, dst, delay)
-        g.nx.nodes[name]["node"] = type(node)(**{**node.params(), "bias": None})
-        rewritten.append(name)
-    return rewritten
-
-
-def _downstream_neurons(g: Graph, name: str) -> set[str]:
-    found, stack, seen = set(), [name], {name}
-    while stack:
-        for dst, _ in g.successors(stack.pop()):
-            if isinstance(g[dst], Neuron):
-                found.add(dst)
-            elif dst not in seen and not isinstance(g[dst], Output):
-                seen.add(dst)
-                stack.append(dst)
-    return found
-
-
 def from_nir(source: Any, dt: float | None = None, reset: str | None = None, *,
              current_bias: str = "source", max_bytes: int | str | None = None) -> Graph:
     """Read a NIR graph (a `.nir` path or a `nir.NIRGraph`) into a float IR `Graph`.
@@ -626,7 +568,7 @@ def from_nir(source: Any, dt: float | None = None, reset: str | None = None, *,
     g = reader.g
     delayed = _delay_cycles(g, {m.exits[0]: m.entry for m in mapped.values()
                                 if isinstance(m, _Mapped)})
-    sources = _bias_sources(g) if current_bias == "source" and not exact else []
+    sources = bias_sources(g) if current_bias == "source" and not exact else []
     if exact:
         g.metadata = dict(info["metadata"])
     else:

@@ -1,0 +1,74 @@
+"""A projection bias that reaches a synaptic current, as a constant spiking source.
+
+A constant added to a current-based neuron's input is filtered by its current, so no neuron
+bias equals it and the fixed-point targets cannot hold it. `bias_sources` rewrites it exactly:
+one neuron spikes on every step and a `Dense` of the bias values carries that spike where the
+projection's output went. The NIR reader and `from_torch` both apply it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import GraphError
+from ..ir import LIF, Conv2d, Dense, Graph, Output
+from ..ir.names import unique_name
+from ..ir.neurons import Neuron
+
+
+def bias_sources(g: Graph) -> list[str]:
+    """Rewrite each projection bias that reaches a synaptic current (alpha > 0) as a source.
+
+    A constant added to a current is filtered by it, so no neuron bias equals it and the
+    fixed-point targets cannot hold it. Instead one neuron `bias_source`, driven by its own
+    bias of 1.0 above a threshold of 0.5 and reset to zero, spikes on every step from step 0;
+    a `Dense` holding the bias values carries its spike to wherever the projection's output
+    went, with the same delays. The network computes the same values (up to the order of one
+    float addition).
+    """
+    shapes = g.validate()
+    rewritten, source = [], None
+    for name in list(g.schedule()):
+        node = g[name]
+        if not isinstance(node, (Dense, Conv2d)) or node.bias is None or not np.any(node.bias):
+            continue
+        if not any(np.any(np.asarray(getattr(g[n], "alpha", 0.0)) != 0)
+                   for n in _downstream_neurons(g, name)):
+            continue
+        if source is None:
+            if not g.inputs:
+                raise GraphError("a bias source needs an Input node to hang from")
+            first = g.inputs[0]
+            n_in = int(np.prod(shapes[first]))
+            feed = unique_name("bias_source.in", g, sep="_", first=1)
+            g.add_node(feed, Dense(np.zeros((1, n_in))))
+            source = unique_name("bias_source", g, sep="_", first=1)
+            g.add_node(source, LIF(beta=0.5, threshold=0.5, bias=1.0, reset="zero"))
+            g.add_edge(first, feed, 0)
+            g.add_edge(feed, source, 0)
+        shape = shapes[name]
+        if isinstance(node, Conv2d):  # one bias per channel, over the whole image
+            const = np.broadcast_to(node.bias[:, None, None], shape)
+        else:
+            const = node.bias.reshape(shape)
+        carrier = unique_name(f"{name}.bias", g, sep="_", first=1)
+        g.add_node(carrier, Dense(np.array(const).reshape(-1, 1),
+                                  out_shape=shape if len(shape) > 1 else None))
+        g.add_edge(source, carrier, 0)
+        for dst, delay in g.successors(name):
+            g.add_edge(carrier, dst, delay)
+        g.nx.nodes[name]["node"] = type(node)(**{**node.params(), "bias": None})
+        rewritten.append(name)
+    return rewritten
+
+
+def _downstream_neurons(g: Graph, name: str) -> set[str]:
+    found, stack, seen = set(), [name], {name}
+    while stack:
+        for dst, _ in g.successors(stack.pop()):
+            if isinstance(g[dst], Neuron):
+                found.add(dst)
+            elif dst not in seen and not isinstance(g[dst], Output):
+                seen.add(dst)
+                stack.append(dst)
+    return found

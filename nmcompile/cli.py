@@ -146,16 +146,31 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if args.stdp:
         from .stdp.demo import run_stdp_demo
 
-        run_stdp_demo(args.out, neurons=args.neurons, seed=args.seed, samples=args.samples,
-                      epochs=4 if args.epochs is None else args.epochs,
-                      frozen=not args.adaptive_thresholds, rule=args.rule, force=args.force)
-        print(f"next: nmcompile inspect {Path(args.out) / 'stdp_q.nmc'}")
+        log = (lambda text: print(text, file=sys.stderr)) if args.json else print
+        summary = run_stdp_demo(args.out, neurons=args.neurons, seed=args.seed,
+                                samples=args.samples,
+                                epochs=4 if args.epochs is None else args.epochs,
+                                frozen=not args.adaptive_thresholds, rule=args.rule,
+                                force=args.force, log=log)
+        if args.json:
+            import json
+
+            print(json.dumps({"out": str(args.out), "summary": summary}, default=float))
+        else:
+            print(f"next: nmcompile inspect {Path(args.out) / 'stdp_q.nmc'}")
         return 0
     from .demo import run_demo
 
-    run_demo(args.out, seed=args.seed, epochs=12 if args.epochs is None else args.epochs,
-             force=args.force)
-    print(f"next: nmcompile inspect {Path(args.out) / 'digits.nmc'}")
+    # with --json, stdout carries the one JSON object; the stages' log goes to stderr
+    log = (lambda text: print(text, file=sys.stderr)) if args.json else print
+    summary = run_demo(args.out, seed=args.seed, epochs=12 if args.epochs is None
+                       else args.epochs, force=args.force, log=log)
+    if args.json:
+        import json
+
+        print(json.dumps({"out": str(args.out), "summary": summary}, default=float))
+    else:
+        print(f"next: nmcompile inspect {Path(args.out) / 'digits.nmc'}")
     return 0
 
 
@@ -187,11 +202,30 @@ def _fmt_shape(shape: tuple[int, ...]) -> str:
     return "x".join(map(str, shape))
 
 
+def _inspect_json(args: argparse.Namespace, graph, rows: list[dict]) -> int:
+    import json
+
+    info: dict[str, object] = {
+        "model": str(args.model), "dt": graph.dt, "edges": graph.nx.number_of_edges(),
+        "nodes": [{**r, "shape": list(r["shape"])} for r in rows],
+        "parameters": sum(r["params"] for r in rows),
+        "synapses": sum(r["synapses"] for r in rows), "metadata": graph.metadata}
+    if (placed := graph.placement) is not None:
+        import numpy as np
+
+        info["placement"] = {"chip": placed.chip.get("name"), "strategy": placed.strategy,
+                             "cores": {k: np.unique(v).tolist() for k, v in placed.cores.items()}}
+    print(json.dumps(info, default=lambda v: v.tolist() if hasattr(v, "tolist") else str(v)))
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from .ir.summary import summarize
 
     graph = _load(args)
     rows = summarize(graph)
+    if args.json:
+        return _inspect_json(args, graph, rows)
     table = [("node", "type", "shape", "inputs", "params", "synapses", "details")]
     table += [(r["name"], r["type"], _fmt_shape(r["shape"]), ", ".join(r["inputs"]) or "-",
                f"{r['params']:,}", f"{r['synapses']:,}" if r["synapses"] else "-", r["details"])
@@ -234,46 +268,157 @@ def _samples(graph, n: int, seed: int = 0, split: str = "test"):
     return (spikes if len(spikes) > 1 else next(iter(spikes.values()))), None
 
 
-#: Bytes of input spikes a --input file may hold (checked from its headers before reading).
-MAX_INPUT_BYTES = 4 << 30
+def _user_input(graph, args: argparse.Namespace, split: str = "test", n: int | None = None):
+    """--input for this model (`user_input.read_input`, docs/inputs.md): a .npy, an .npz of
+    arrays by input name (and `labels`), an .npz of events (x, y, t, p) binned to the input's
+    frames, or a tonic data set on disk, tonic:NAME[:SPLIT]:FOLDER (`n` of its samples)."""
+    from .user_input import read_input
 
-
-def _input_file(path: str, layout: str = "TBC"):
-    """A .npy array or an .npz of arrays by input name, read in bounded memory (no pickle;
-    headers checked before allocating; other byte orders converted); `layout` BTC: stored
-    batch-first, swapped to nmcompile's (T, batch, ...)."""
-    from .ir import npy
-
-    x = npy.load(path, MAX_INPUT_BYTES)
-    if layout == "BTC":
-        x = {k: v.swapaxes(0, 1) for k, v in x.items()} if isinstance(x, dict) else \
-            x.swapaxes(0, 1)
-    return x
+    steps = graph.metadata.get("encoding", {}).get("num_steps") \
+        if isinstance(graph.metadata.get("encoding"), dict) else None
+    return read_input(args.input, args.layout,
+                      input_shapes={name: graph[name].shape for name in graph.inputs},
+                      num_steps=args.bin_steps, dt_us=args.bin_us,
+                      default_steps=steps if type(steps) is int else None,
+                      n=n if str(args.input).startswith("tonic:") else None, split=split)
 
 
 def _layout_arg(p: argparse.ArgumentParser) -> None:
+    """How --input is read: its axes, and the binning of events."""
     p.add_argument("--layout", choices=("TBC", "BTC"), default="TBC",
                    help="axes of --input: TBC (T, batch, ...; the default) or BTC (batch "
                    "first); an input whose first axis is not the model's recorded num_steps "
                    "while its second is, is refused as batch-first")
+    p.add_argument("--bin-steps", type=_positive, metavar="T", help="events in --input (an "
+                   ".npz of x, y, t, p, or tonic:NAME:FOLDER): bin each recording into T "
+                   "steps (default: what the file stores, else the model's num_steps)")
+    p.add_argument("--bin-us", type=float, metavar="MICROSECONDS", help="events: bins of "
+                   "this width instead (T is then the longest recording's)")
+
+
+def _bits_list(text: str) -> list[int]:
+    """--sweep-bits 8,6,4: weight widths, each at least 2."""
+    try:
+        bits = [int(b) for b in text.split(",") if b.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: give widths like 8,6,4") from None
+    if not bits or min(bits) < 2:
+        raise argparse.ArgumentTypeError(f"{text!r}: give widths of at least 2 bits, like 8,6,4")
+    return bits
+
+
+def _layer_bits(pairs: Sequence[str]) -> dict[str, int]:
+    """--layer-bits LAYER=BITS pairs (a neuron layer or a projection of the folded graph)."""
+    out = {}
+    for pair in pairs:
+        name, sep, bits = pair.partition("=")
+        if not sep or not name or not bits.strip().isdigit():
+            raise NmcompileError(f"--layer-bits {pair!r}: give LAYER=BITS, e.g. lif1=4")
+        out[name] = int(bits)
+    return out
+
+
+def _labels_file(path: str | None):
+    """--labels LABELS.npy: one integer class per sample."""
+    if path is None:
+        return None
+    from .ir import npy
+    from .user_input import MAX_INPUT_BYTES
+
+    labels = npy.load(path, MAX_INPUT_BYTES)
+    if isinstance(labels, dict) or labels.ndim != 1:
+        raise NmcompileError(f"--labels {path}: give a .npy of one integer label per sample")
+    return labels
 
 
 def cmd_quantize(args: argparse.Namespace) -> int:
+    """Write one quantised model, or with --sweep-bits measure several widths (no output)."""
+    import json
+
     from .ir import save
     from .quantization.quantizer import quantize
 
+    if not args.sweep_bits and not args.output:
+        print("nmcompile quantize: error: give -o QMODEL.nmc (or --sweep-bits to measure "
+              "widths without writing a model)", file=sys.stderr)
+        return 2
     graph = _load(args)
-    calibration = None
+    calibration = got = None
     if args.input:
-        calibration = _input_file(args.input, args.layout)
+        got = _user_input(graph, args, "train", args.calibrate or args.samples)
+        calibration = got.spikes
     elif args.calibrate:  # the training split: accuracy is reported on the test split
         calibration, _ = _samples(graph, args.calibrate, split="train")
-    qgraph, report = quantize(graph, args.profile, calibration, report=True)
+    layer_bits = _layer_bits(args.layer_bits)
+    if args.sweep_bits:
+        return _sweep(args, graph, calibration, layer_bits, got)
+    qgraph, report = quantize(graph, args.profile, calibration, report=True,
+                              weight_bits=args.weight_bits, layer_bits=layer_bits)
     qgraph.metadata["quantization"]["source"]["file"] = Path(args.model).name
-    print(report.table())
     save(qgraph, args.output, force=args.force)
-    print(f"wrote {args.output}")
+    if args.json:
+        print(json.dumps({"output": str(args.output), "report": report.to_json(),
+                          "calibration": _calibration_source(graph, args, got)},
+                         default=float))
+    else:
+        print(report.table())
+        print(f"wrote {args.output}")
     return 0
+
+
+def _sweep(args: argparse.Namespace, graph, calibration, layer_bits: dict[str, int],
+           got=None) -> int:
+    """quantize --sweep-bits: accuracy and agreement per width on --input (with --labels), or
+    on the model's test split, calibrated as a plain quantize with the same options is."""
+    import json
+
+    from .progress import bar
+    from .quantization.sweep import sweep_bits, table
+
+    if got is not None:
+        spikes = calibration
+        labels = got.labels if args.labels is None else _labels_file(args.labels)
+    else:
+        spikes, labels = _samples(graph, args.samples, args.seed)
+    entries = sweep_bits(graph, args.sweep_bits, spikes, calibration=calibration,
+                         labels=labels, profile=args.profile, layer_bits=layer_bits,
+                         progress=lambda widths: bar(widths, "quantise", unit="width"))
+    source, calibrated = _input_source(graph, args, got=got), _calibration_source(graph, args, got)
+    if args.json:
+        print(json.dumps({"sweep": entries, "input": source, "calibration": calibrated},
+                         default=float))
+        return 0
+    print(f"measured on {source['description']}, calibrated on {calibrated['description']}; "
+          f"agreement: equal spike bins of the float model and the quantised one (emulator)")
+    print(table(entries))
+    return 0
+
+
+def _input_source(graph, args: argparse.Namespace, split: str = "test", got=None
+                  ) -> dict[str, object]:
+    """Where a verb's input came from, for its JSON: --input (`got`, its `UserInput`), the
+    model's data set, or random spikes (then `random` is true, as stderr says)."""
+    if got is not None:
+        return got.to_json()
+    if "dataset" in graph.metadata and "encoding" in graph.metadata:
+        spec = graph.metadata["dataset"]
+        name = spec.get("name") if isinstance(spec, dict) else spec
+        return {"kind": "dataset", "random": False, "split": split,
+                "description": f"{_printable(name)} ({split} split)"}
+    return {"kind": "random", "random": True,
+            "description": "seeded random spikes (20 % activity, 25 steps): not your data"}
+
+
+def _calibration_source(graph, args: argparse.Namespace, got=None) -> dict[str, object]:
+    """quantize's calibration: --input, --calibrate N samples, or none (a worst-case bound)."""
+    if got is None and not args.calibrate:
+        return {"kind": "bound", "random": False, "description": "no data (a worst-case bound "
+                "on each layer's peak state; --calibrate N or --input measure it)"}
+    source = _input_source(graph, args, "train", got)
+    if got is None:
+        source["samples"] = args.calibrate
+        source["description"] = f"{args.calibrate} samples of {source['description']}"
+    return source
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -282,17 +427,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .api import is_quantized, run
 
     graph = _load(args)
-    spikes = _input_file(args.input, args.layout)
+    got = _user_input(graph, args, n=args.samples)
+    spikes = got.spikes
     backend = args.backend or ("emulator" if is_quantized(graph) else "float")
     alias = [f"simulator={args.simulator}"] if args.simulator else []
     alias += [f"chip={args.chip}"] if args.chip else []
     options = _backend_options([*alias, *args.option], [backend], "run")[backend]
     result = run(graph, spikes, backend=backend, record=args.record, **options)
-    for name, out in result.outputs.items():
-        kind = "spikes" if out.dtype == np.uint8 else "values"
-        print(f"{name}: {kind} {out.shape}, total {out.sum():g}")
-    for counter, per_node in result.counters.items():
-        print(f"{counter}: " + ", ".join(f"{k}={v:,}" for k, v in per_node.items()))
+    outputs = {name: {"kind": "spikes" if out.dtype == np.uint8 else "values",
+                      "shape": list(out.shape), "total": float(out.sum())}
+               for name, out in result.outputs.items()}
+    if not args.json:
+        for name, o in outputs.items():
+            print(f"{name}: {o['kind']} {tuple(o['shape'])}, total {o['total']:g}")
+        for counter, per_node in result.counters.items():
+            print(f"{counter}: " + ", ".join(f"{k}={v:,}" for k, v in per_node.items()))
     if args.output:
         from .outputs import NPZ_MARKER, is_run_npz, replace_file
 
@@ -301,7 +450,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         arrays[NPZ_MARKER] = np.array(f"nmcompile {__version__} run, backend {result.backend}")
         replace_file(args.output, lambda f: np.savez_compressed(f, **arrays), is_run_npz,
                      force=args.force)
-        print(f"wrote {args.output} (backend {result.backend})")
+        if not args.json:
+            print(f"wrote {args.output} (backend {result.backend})")
+    if args.json:
+        import json
+
+        print(json.dumps({"backend": result.backend, "input": got.to_json(),
+                          "outputs": outputs, "counters": result.counters,
+                          "output": args.output}, default=int))
     return 0
 
 
@@ -325,14 +481,18 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .verification import usage_problem, verify
 
     graph = _load(args)
-    labels = None
+    got = None
     if args.input:
-        spikes = _input_file(args.input, args.layout)
+        got = _user_input(graph, args, n=args.samples)
+        spikes, labels = got.spikes, got.labels
     else:
         spikes, labels = _samples(graph, args.samples, args.seed)
     backends = [b for b in args.backends.split(",") if b]
     problem = usage_problem(is_quantized(graph), backends, labels is not None,
                             args.min_agreement, args.max_accuracy_drop, bool(args.reference))
+    if args.plot and is_quantized(graph) and not args.reference:
+        problem = ("--plot draws float vs quantised spikes: give the float MODEL, or "
+                   "--reference FLOAT.nmc")
     if problem:
         print(f"nmcompile verify: error: {problem}", file=sys.stderr)
         return 2
@@ -344,10 +504,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
                     backend_options=options, allow_unsafe=args.allow_unsafe,
                     min_agreement=args.min_agreement, max_accuracy_drop=args.max_accuracy_drop,
                     reference=reference)
+    if args.plot:  # drawn whatever the verdict: a failed check is when it is looked at
+        from .plots import save, verify_figure
+        from .verification import MIN_AGREEMENT
+
+        bound = args.min_agreement if args.min_agreement is not None or not reference \
+            else MIN_AGREEMENT
+        save(verify_figure(report, bound), args.plot, force=args.force)
     if args.json:
-        print(json.dumps(report.to_json(), default=float))
+        print(json.dumps(report.to_json() | {"input": _input_source(graph, args, got=got)},
+                         default=float))
     else:
         _print_verify(report)
+        if args.plot:
+            print(f"wrote {args.plot}")
     return report.exit_code
 
 
@@ -418,15 +588,28 @@ def cmd_compile(args: argparse.Namespace) -> int:
     from .quantization.quantizer import quantize
 
     graph = _load(args)
+    info: dict[str, object] = {"target": args.target}
     if not is_quantized(graph):
         graph, report = quantize(graph, args.profile, report=True)
-        print(report.table())
+        info["quantization"] = report.to_json()
+        if not args.json:
+            print(report.table())
     alias = [f"synth={args.synth}"] if args.synth else []
     alias += [f"chip={args.chip}"] if args.chip else []
     alias += ["strict_hardware=true"] if args.strict_hardware else []
     options = _backend_options([*alias, *args.option], [args.target], "compile")[args.target]
     out = compile_graph(graph, args.output, args.target, force=args.force,
                         inputs=[args.model], **options)
+    if args.json:
+        import json
+
+        info["output"] = str(out)
+        if args.target == "lava":
+            info["hardware"] = json.loads((out / "lowering.json").read_text()).get("hardware")
+        if options.get("synth"):
+            info["synth_report"] = str(out / "report.md")
+        print(json.dumps(info, default=float))
+        return 0
     print(f"wrote {out}/ (see {out}/README.md)")
     if args.target == "lava":
         _print_hardware(out)
@@ -453,10 +636,12 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from .analysis import estimate
 
     graph = _load(args)
-    spikes = None
-    if args.rates is None:
-        spikes = (_input_file(args.input, args.layout) if args.input
-                  else _samples(graph, args.samples, args.seed)[0])
+    spikes = got = None
+    if args.rates is None and args.input:
+        got = _user_input(graph, args, n=args.samples)
+        spikes = got.spikes
+    elif args.rates is None:
+        spikes = _samples(graph, args.samples, args.seed)[0]
     est = estimate(graph, spikes, args.device, backend=args.backend,
                    rates=None if args.rates is None else _rates(args.rates), steps=args.steps,
                    samples=args.samples, device_paths=args.devices_dir or (),
@@ -464,7 +649,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if args.plot:
         est.plot(args.plot, force=args.force)
     if args.json:
-        print(json.dumps(est.to_json(), default=float))
+        source = {"kind": "rates", "random": False, "description": f"rates {args.rates}"} \
+            if args.rates is not None else _input_source(graph, args, got=got)
+        print(json.dumps(est.to_json() | {"input": source}, default=float))
     else:
         print(est.table())
         if args.plot:
@@ -480,8 +667,8 @@ def cmd_map(args: argparse.Namespace) -> int:
     from .runtime import run
 
     graph = _load(args)
-    spikes = (_input_file(args.input, args.layout) if args.input
-              else _samples(graph, args.samples, args.seed)[0])
+    got = _user_input(graph, args, n=args.samples) if args.input else None
+    spikes = got.spikes if got else _samples(graph, args.samples, args.seed)[0]
     mapped = map_graph(graph, args.chip, strategy=args.strategy, inputs=spikes,
                        cores=args.cores, objective=args.objective,
                        host_layers=args.host_layer)
@@ -491,7 +678,7 @@ def cmd_map(args: argparse.Namespace) -> int:
     if args.plot:
         report.plot(info, args.plot, force=args.force)
     if args.json:
-        print(json.dumps(info, default=float))
+        print(json.dumps(info | {"input": _input_source(graph, args, got=got)}, default=float))
     else:
         print(report.table(info))
         print(f"wrote {args.output}" + (f" and {args.plot}" if args.plot else ""))
@@ -548,15 +735,35 @@ def build_parser() -> argparse.ArgumentParser:
                        "projection weight exponents for a fixed-point profile, print the "
                        "per-layer report and write the quantised model.")
     _model_arg(p, "a float .nmc file, or a .nir file with --dt")
-    p.add_argument("-o", "--output", required=True, metavar="QMODEL.nmc")
+    p.add_argument("-o", "--output", metavar="QMODEL.nmc",
+                   help="the quantised model to write (not with --sweep-bits)")
     _force_arg(p, "an existing QMODEL.nmc is replaced only when it is an .nmc file")
     p.add_argument("--profile", default="loihi2", help="loihi2 (default) or fpga16")
+    p.add_argument("--weight-bits", type=int, metavar="BITS", help="round every projection's "
+                   "weights to BITS-bit mantissas (sign included; 2 up to the profile's 8 or "
+                   "16)")
+    p.add_argument("--layer-bits", action="append", default=[], metavar="LAYER=BITS",
+                   help="narrow one layer's input projections (a neuron layer or a projection "
+                   "name of the folded graph, as the report lists them); repeatable")
+    p.add_argument("--sweep-bits", type=_bits_list, metavar="8,6,4", help="write nothing: "
+                   "quantise at each width and print accuracy and per-layer agreement with the "
+                   "float model on the emulator, on --input (with --labels) or on --samples "
+                   "of the model's test split")
+    p.add_argument("--labels", metavar="LABELS.npy", help="with --sweep-bits --input: one "
+                   "integer label per sample, for accuracies")
+    p.add_argument("--samples", type=_positive, default=256, metavar="N",
+                   help="with --sweep-bits and no --input: test samples to measure on "
+                   "(default: 256)")
+    p.add_argument("--seed", type=int, default=0, help="seed of random inputs, when the "
+                   "model names no data")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--calibrate", type=_positive, default=0, metavar="N",
                    help="pick scales from activity on N samples of the training split of the "
                    "model's data set (never the test split verify reports accuracy on); "
                    "without a data set, N random inputs (said on stderr)")
-    p.add_argument("--input", metavar="SPIKES.npy", help="calibrate on these spikes instead "
-                   "(your training data, (T, batch, ...))")
+    p.add_argument("--input", metavar="FILE", help="calibrate on this data instead (your "
+                   "training data: .npy/.npz spikes (T, batch, ...), an .npz of events, or "
+                   "tonic:NAME:FOLDER; docs/inputs.md)")
     _layout_arg(p)
     p.set_defaults(func=cmd_quantize)
 
@@ -567,8 +774,11 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=lambda: _options_help("run"),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     _model_arg(p)
-    p.add_argument("--input", required=True, metavar="SPIKES.npy")
+    p.add_argument("--input", required=True, metavar="FILE", help=".npy/.npz spikes (T, "
+                   "batch, ...), an .npz of events, or tonic:NAME:FOLDER (docs/inputs.md)")
     _layout_arg(p)
+    p.add_argument("--samples", type=_positive, metavar="N",
+                   help="with --input tonic:NAME:FOLDER: its first N samples")
     p.add_argument("--backend", default=None, help="float, emulator, lava, verilog, ...")
     _option_arg(p)
     p.add_argument("--simulator", choices=("icarus", "verilator"),
@@ -624,6 +834,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "of --option verilog.simulator=...")
     _chip_arg(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", metavar="OUT.png", help="a float MODEL or --reference: write the "
+                   "first sample's float and quantised spike rasters per layer (differing bins "
+                   "marked) and each layer's agreement")
+    _force_arg(p, "an existing OUT.png is replaced only when nmcompile drew it")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("compile", help="write a target's artefact (a Lava program, ...)",
@@ -660,7 +874,8 @@ def build_parser() -> argparse.ArgumentParser:
                        "an ANN of the same topology. With --rates, no simulation: counts are "
                        "expected from firing rates.")
     _model_arg(p)
-    p.add_argument("--input", metavar="SPIKES.npy", help="input spikes (T, batch, *shape)")
+    p.add_argument("--input", metavar="FILE", help="input spikes (T, batch, *shape) in a "
+                   ".npy/.npz, an .npz of events, or tonic:NAME:FOLDER (docs/inputs.md)")
     _layout_arg(p)
     p.add_argument("--samples", type=_positive, default=32, metavar="N",
                    help="N test samples of the model's data set, else N seeded random inputs "
@@ -680,7 +895,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="steps per inference for --rates (default: the model's encoding)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--plot", metavar="OUT.png",
-                   help="write per-layer synaptic ops and a spike raster of the first sample")
+                   help="write per-layer synaptic ops, energy per layer and device stacked by "
+                   "term, and the first sample's spike raster (with --rates: the rates assumed)")
     _force_arg(p, "an existing OUT.png is replaced only when nmcompile drew it")
     p.set_defaults(func=cmd_estimate)
 
@@ -706,8 +922,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host-layer", action="append", default=[], metavar="LAYER",
                    help="read LAYER out on the host instead of placing it (a readout whose "
                    "fan-in no core holds); repeatable")
-    p.add_argument("--input", metavar="SPIKES.npy",
-                   help="calibration spikes (default: --samples of the model's data set)")
+    p.add_argument("--input", metavar="FILE",
+                   help="calibration data (default: --samples of the model's data set): "
+                   ".npy/.npz spikes, an .npz of events, or tonic:NAME:FOLDER")
     _layout_arg(p)
     p.add_argument("--samples", type=_positive, default=8, metavar="N",
                    help="calibration samples (default 8)")
@@ -716,7 +933,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plot", metavar="OUT.png",
                    help="draw the mesh: per-core load and per-link packets as a heat map")
     p.set_defaults(func=cmd_map)
+    _common_args(sub)
     return parser
+
+
+def _common_args(sub: argparse._SubParsersAction) -> None:
+    """--json and --quiet on every verb (a verb that added --json itself keeps its own)."""
+    for p in sub.choices.values():
+        if not any("--json" in a.option_strings for a in p._actions):
+            p.add_argument("--json", action="store_true", help="print one JSON object")
+        p.add_argument("--quiet", action="store_true", help="no progress bars (they are also "
+                       "off when stderr is not a terminal)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -725,6 +952,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    from .progress import set_quiet
+
+    set_quiet(args.quiet)
     from .procs import Terminated, signals_raise
 
     try:

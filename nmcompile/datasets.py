@@ -14,10 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
 
 from .errors import LimitError, NmcompileError
-from .nn import encode
 
 DATASETS = ("sklearn-digits",)
 
@@ -84,6 +82,10 @@ def encode_spikes(x: np.ndarray, spec: dict[str, Any], n: int | None = None) -> 
     seed = _int_field(spec, "seed", 0, 0)
     n = len(x) if n is None else min(int(n), len(x))
     check_size(steps, n, x.shape[1:], "encoding.num_steps in the model's metadata")
+    import torch  # here: reading the user's events or sizes needs no PyTorch
+
+    from .nn import encode
+
     features = torch.as_tensor(x)
     rate = spec.get("rate", 1.0)
     encode.poisson(features[:1], 1, rate=rate)  # the encoder's checks of x and rate, once

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -24,6 +24,9 @@ from .api import quantize, run
 from .frontends.pytorch import from_torch
 from .ir import Graph, save
 from .outputs import claim_folder, save_figure, write_text
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 DATASET = {"name": "sklearn-digits", "split": "test", "test_size": 0.2, "seed": 0}
 ENCODING = {"name": "poisson", "num_steps": 25, "rate": 1.0, "seed": 1}
@@ -102,29 +105,41 @@ def stage_interpret(d: Demo) -> None:
     d.summary["float32_vs_ir_equal_bins"] = float((torch_out.astype(np.uint8) == ir_out).mean())
 
 
-def stage_plot(d: Demo) -> None:
-    """DIR/digits.png: the training curve and, for one test digit, the IR's spike raster."""
-    import matplotlib
+def digits_figure(d: Demo) -> Figure:
+    """The training curve and, for one test digit, the spike raster of every layer on the IR
+    float interpreter beside the quantised model's on the emulator (bins where they differ
+    marked): needs the quantised graph, so the plot stage runs after quantise."""
+    from matplotlib.ticker import MaxNLocator
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from .plots import new_figure, raster_grid
 
-    result = run(d.graph, d.test_spikes[:, :1], record=True)
-    layers = list(result.spikes)
-    fig, axes = plt.subplots(1, 2 + len(layers), figsize=(4 * (2 + len(layers)), 3.2))
+    x = d.test_spikes[:, :1]
+    runs = {"IR float interpreter": run(d.graph, x, record=True),
+            "quantised (emulator)": run(d.qgraph, x, backend="emulator", record=True)}
+    columns = {title: {"input": x[:, 0], **{k: v[:, 0] for k, v in r.spikes.items()}}
+               for title, r in runs.items()}
+    fig = new_figure(14, 4.8)
+    outer = fig.add_gridspec(1, 2, width_ratios=[1, 3.2])
+    ax = fig.add_subplot(outer[0])
     acc = d.summary["train_accuracy"]
-    axes[0].plot(range(1, len(acc) + 1), acc, marker="o")
-    axes[0].set(title="training accuracy", xlabel="epoch", ylim=(0, 1))
-    rasters = [("input", d.test_spikes[:, 0])] + [(n, result.spikes[n][:, 0]) for n in layers]
-    for ax, (name, spikes) in zip(axes[1:], rasters, strict=True):
-        t, idx = np.nonzero(spikes)
-        ax.scatter(t, idx, s=12, marker="|", color="k")
-        ax.set(title=f"{name} spikes", xlabel="step", ylabel="neuron",
-               xlim=(-0.5, spikes.shape[0] - 0.5), ylim=(-0.5, spikes.shape[1] - 0.5))
-    fig.suptitle(f"digit {d.test_labels[0]}: IR float interpreter")
-    fig.tight_layout()
-    save_figure(fig, d.out_dir / "digits.png")
-    plt.close(fig)
+    ax.plot(range(1, len(acc) + 1), acc, marker="o")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title("training accuracy", fontsize=9)
+    ax.set_xlabel("epoch", fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.tick_params(labelsize=7)
+    raster_grid(fig, columns, cell=outer[1], against="IR float interpreter")
+    test = d.summary.get("test_accuracy", {})
+    scores = "" if not {"ir_float", "emulator"} <= set(test) else (
+        f" (test accuracy: float {test['ir_float']:.1%}, quantised {test['emulator']:.1%})")
+    fig.suptitle(f"digit {d.test_labels[0]}: float vs quantised spikes, one row per layer"
+                 + scores, fontsize=10)
+    return fig
+
+
+def stage_plot(d: Demo) -> None:
+    """DIR/digits.png: `digits_figure`."""
+    save_figure(digits_figure(d), d.out_dir / "digits.png")
     d.log(f"wrote {d.out_dir / 'digits.png'}")
 
 

@@ -13,6 +13,7 @@ that fails on them unless `allow_unsafe`. The verdict's reasons carry the CLI's 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -35,10 +36,17 @@ class Mismatch:
     neuron: int
     expected: float
     got: float
+    #: `neuron` in the layer's shape, e.g. (channel, y, x) of a convolution's output
+    index: tuple[int, ...] = ()
 
     def __str__(self) -> str:
+        where = f"neuron {self.neuron}"
+        if len(self.index) == 3:
+            where += " (channel, y, x) = ({}, {}, {})".format(*self.index)
+        elif len(self.index) > 1:
+            where += f" (index {self.index})"
         return (f"{self.backend} differs from {self.reference} first at step {self.step}, "
-                f"layer {self.layer!r}, sample {self.sample}, neuron {self.neuron}: "
+                f"layer {self.layer!r}, sample {self.sample}, {where}: "
                 f"expected {self.expected:g}, got {self.got:g}")
 
 
@@ -71,6 +79,10 @@ class VerifyReport:
     unsafe_updates: dict[str, dict[str, int]] = field(default_factory=dict)
     fidelity: dict[str, Any] | None = None
     reasons: list[tuple[int, str]] = field(default_factory=list)
+    #: what `nmcompile.plots.verify_figure` draws (not in the JSON), when a float graph was
+    #: compared with a quantised one: "rasters" {"float" and the backend: {layer: (T, n)}}
+    #: of the first sample, "layers" the per-layer `fidelity` of every sample, "samples"
+    figure_data: dict[str, Any] = field(default_factory=dict, repr=False)
 
     @property
     def verdict(self) -> str | list[str]:
@@ -88,7 +100,7 @@ class VerifyReport:
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)
-        del out["reasons"]
+        del out["reasons"], out["figure_data"]
         out["mismatches"] = [asdict(m) | {"message": str(m)} for m in self.mismatches]
         out["verdict"] = self.verdict
         return out
@@ -100,23 +112,30 @@ def _first_difference(a: np.ndarray, b: np.ndarray) -> tuple[int, int, int] | No
     return None if len(diff) == 0 else tuple(int(v) for v in diff[0])
 
 
-def compare(reference: RunResult, other: RunResult, ref_name: str, name: str) -> Mismatch | None:
-    """The earliest (step, layer, neuron) where two results differ; outputs and layers."""
+def compare(reference: RunResult, other: RunResult, ref_name: str, name: str,
+            shapes: Mapping[str, tuple[int, ...]] | None = None) -> Mismatch | None:
+    """The earliest (step, layer, neuron) where two results differ; outputs and layers. With
+    the graph's `shapes` (`Graph.validate()`), the neuron is also given in its layer's shape,
+    e.g. (channel, y, x): results hold every layer flat, (T, batch, n)."""
     candidates = []
     # layers in schedule order first, so that a tie on the step names the upstream layer
-    arrays = [(k, reference.spikes[k], other.spikes.get(k)) for k in reference.spikes
+    arrays = [(k, k, reference.spikes[k], other.spikes.get(k)) for k in reference.spikes
               if k in other.spikes]
-    arrays += [(f"output {k}", reference.outputs[k], other.outputs.get(k))
+    arrays += [(f"output {k}", k, reference.outputs[k], other.outputs.get(k))
                for k in reference.outputs]
-    for layer, a, b in arrays:
+    for layer, node, a, b in arrays:
         if b is None or a.shape != b.shape:
             return Mismatch(name, ref_name, layer, 0, 0, 0, np.nan, np.nan)
         where = _first_difference(a, b)
         if where is not None:
             t, s, n = where
+            shape = (shapes or {}).get(node, a.shape[2:])
+            index = tuple(int(i) for i in np.unravel_index(n, shape)) \
+                if math.prod(shape) == math.prod(a.shape[2:]) else (n,)
             candidates.append(Mismatch(name, ref_name, layer, t, s, n,
                                        float(a.reshape(a.shape[0], a.shape[1], -1)[t, s, n]),
-                                       float(b.reshape(b.shape[0], b.shape[1], -1)[t, s, n])))
+                                       float(b.reshape(b.shape[0], b.shape[1], -1)[t, s, n]),
+                                       index))
     return min(candidates, key=lambda m: m.step) if candidates else None
 
 
@@ -241,15 +260,20 @@ def verify(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray],
     if not is_quantized(graph):
         from .quantization import quantize
 
-        float_result = run(graph, spikes, backend="float")
+        # recorded: the figure shows the float layers beside the quantised ones
+        float_result = run(graph, spikes, backend="float", record=True)
         qgraph = quantize(graph, profile=profile)
+    from .progress import bar
+
     per = backend_options or {}
     results = {name: run(qgraph, spikes, backend=name, record=True, **options,
                          **per.get(name, {}))
-               for name in backends}
+               for name in bar(backends, "verify", unit="backend")}
     reference = backends[0]
+    shapes = qgraph.validate()
     mismatches = [m for name in backends[1:]
-                  if (m := compare(results[reference], results[name], reference, name))]
+                  if (m := compare(results[reference], results[name], reference, name,
+                                   shapes))]
     summary = {name: {"spikes": sum(r.counters.get("spikes", {}).values()),
                       "counters": r.counters} for name, r in results.items()}
     report = VerifyReport(equal=not mismatches, backends=summary, reference=reference,
@@ -265,6 +289,7 @@ def verify(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray],
         report.accuracy["quantized"] = _accuracy(results[reference], labels)
     if float_result is not None:
         report.fidelity = {"agreement": report.float_agreement, "accuracy": report.accuracy}
+        report.figure_data = _figure_data(float_result, results[reference], reference)
     report.reasons = [(DISAGREE, f"the targets disagree: {m}") for m in mismatches]
     _check_safety(report, results, allow_unsafe)
     report.reasons += _fidelity_reasons(report, min_agreement, max_accuracy_drop)
@@ -279,18 +304,34 @@ def _verify_reference(qgraph: Graph, reference: Graph, spikes, backends: Sequenc
     per = backend_options or {}
     ref = backends[0]
     q = run(qgraph, spikes, backend=ref, record=True, **options, **per.get(ref, {}))
-    fid = fidelity(run(reference, spikes, backend="float", record=True), q, labels)
+    float_result = run(reference, spikes, backend="float", record=True)
+    fid = fidelity(float_result, q, labels)
     if report is None:
         report = VerifyReport(equal=True, backends={ref: {
             "spikes": sum(q.counters.get("spikes", {}).values()), "counters": q.counters}},
             reference=ref)
         _check_safety(report, {ref: q}, allow_unsafe)
     report.fidelity = fid
+    report.figure_data = _figure_data(float_result, q, ref, fid["layers"])
     report.float_agreement = fid["agreement"]
     report.accuracy = fid.get("accuracy", {})
     report.reasons += _fidelity_reasons(report, min_agreement,
                                         max_accuracy_drop if labels is not None else None)
     return report
+
+
+def _figure_data(float_result: RunResult, quantized: RunResult, backend: str,
+                 layers: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """`VerifyReport.figure_data`: the first sample of both runs, every layer flat (T, n),
+    and the per-layer fidelity over every sample (`layers`, computed when not given)."""
+    def first(result: RunResult) -> dict[str, np.ndarray]:
+        return {k: np.asarray(v)[:, 0].reshape(v.shape[0], -1) for k, v in result.spikes.items()}
+
+    out = next(iter(quantized.outputs.values()), None)
+    return {"rasters": {"float": first(float_result), backend: first(quantized)},
+            "layers": dict(layers if layers is not None
+                           else fidelity(float_result, quantized)["layers"]),
+            "samples": None if out is None else int(out.shape[1])}
 
 
 def _check_safety(report: VerifyReport, results: Mapping[str, RunResult],

@@ -63,3 +63,22 @@ def test_calibration_comes_from_the_training_split() -> None:
     assert train.shape == test.shape == (10, 16, 64)
     assert np.array_equal(labels, y_tr[:16])
     assert len(datasets.train_inputs(meta)[1]) == len(x_tr) != len(x_te)
+
+
+def test_random_inputs_are_said_in_the_json(tmp_path, capsys) -> None:
+    import json
+
+    nmcompile.save(small(), tmp_path / "g.nmc")
+    nmcompile.save(nmcompile.quantize(small()), tmp_path / "q.nmc")
+    assert main(["estimate", str(tmp_path / "g.nmc"), "--samples", "2", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["input"]["random"] is True and "WARNING" in captured.err
+    assert main(["map", str(tmp_path / "q.nmc"), "-o", str(tmp_path / "m.nmc"), "--samples",
+                 "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["input"]["kind"] == "random"
+    np.save(tmp_path / "x.npy", np.ones((5, 2, 3), np.uint8))
+    assert main(["estimate", str(tmp_path / "g.nmc"), "--input", str(tmp_path / "x.npy"),
+                 "--json"]) == 0
+    source = json.loads(capsys.readouterr().out)["input"]
+    assert source["kind"] == "arrays" and source["random"] is False
+    assert str(tmp_path / "x.npy") in source["description"]

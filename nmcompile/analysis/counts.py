@@ -140,18 +140,53 @@ class Counts:
 
     def synaptic_ops_by_kind(self) -> dict[str, float]:
         """Synaptic ops over the run by synapse format: dense, sparse and conv."""
-        out = dict.fromkeys(("dense", "sparse", "conv"), 0.0)
-        for layer in self.layers:
-            if layer.synapse_kind is not None:
-                out[layer.synapse_kind] += layer.synaptic_ops
-        return out
+        runs = [self._run_share(layer) for layer in self.layers]
+        return {kind: sum(r[f"synaptic_ops_{kind}"] for r in runs)
+                for kind in ("dense", "sparse", "conv")}
 
     def activation_reads(self) -> int:
         """Input values one ANN pass reads: each projection reads each element of each of
         its sources once (a layer feeding two projections is read twice)."""
         size = {layer.name: int(np.prod(layer.shape)) for layer in self.layers}
-        return sum(size[src] for layer in self.layers if layer.kind == "projection"
-                   for src in layer.sources)
+        return sum(self._pass_share(layer, size)["activation_reads"] for layer in self.layers)
+
+    def _run_share(self, layer: LayerCounts) -> dict[str, float]:
+        """`layer`'s part of each count that `per_inference` divides by `samples` (over the
+        whole run): an input's events are `input_spikes`, not `spikes`; a layer's routing
+        counts are what the mapped run's counters give it."""
+        inp = layer.kind == "input"
+        out = {"synaptic_ops": layer.synaptic_ops,
+               "synaptic_ops_nonzero": layer.synaptic_ops_nonzero,
+               "neuron_updates": 0 if inp else layer.neuron_updates,
+               "active_updates": 0 if inp else layer.active_updates,
+               "idle_updates": 0 if inp else layer.idle_updates,
+               "spikes": 0 if inp else layer.spikes,
+               "input_spikes": layer.spikes if inp else 0}
+        for kind in ("dense", "sparse", "conv"):
+            out[f"synaptic_ops_{kind}"] = layer.synaptic_ops if layer.synapse_kind == kind else 0
+        return out
+
+    def _pass_share(self, layer: LayerCounts, size: Mapping[str, int]) -> dict[str, float]:
+        """`layer`'s part of the counts that are already per inference: one ANN pass
+        (`macs`, `weight_reads`, `activation_reads`) and every synapse on every step."""
+        reads = sum(size[s] for s in layer.sources) if layer.kind == "projection" else 0
+        return {"macs": layer.synapses, "weight_reads": layer.weights,
+                "activation_reads": reads, "dense_synaptic_ops": layer.synapses * self.steps}
+
+    def per_layer(self) -> dict[str, dict[str, float]]:
+        """Layer -> its part of every count of `per_inference` (the same keys; summed over
+        layers they give `per_inference`), so that a device prices each layer with the same
+        `Device.energy` as the whole network."""
+        size = {layer.name: int(np.prod(layer.shape)) for layer in self.layers}
+        out = {}
+        for layer in self.layers:
+            share = {k: v / self.samples for k, v in self._run_share(layer).items()}
+            share |= self._pass_share(layer, size)
+            share |= {key: per.get(layer.name, 0) / self.samples
+                      for key, per in self.routing.items()}
+            _add_tile_hops(share)
+            out[layer.name] = share
+        return out
 
     def per_inference(self) -> dict[str, float]:
         """What one inference (one sample of `steps` steps) costs, for the energy models
@@ -159,22 +194,30 @@ class Counts:
         `samples`, the synaptic ops split by synapse format, what a conventional ANN of the
         same topology does in one pass (`macs`, `weight_reads`, `activation_reads`),
         `dense_synaptic_ops` (every synapse on every step, as a clocked simulation does),
-        and the routing counts, only when the run carries them (a mapped run)."""
-        total = self.total()
-        out = {key: total[key] / self.samples for key in (
-            "synaptic_ops", "synaptic_ops_nonzero", "neuron_updates", "active_updates",
-            "idle_updates", "spikes", "input_spikes")}
-        for kind, ops in self.synaptic_ops_by_kind().items():
-            out[f"synaptic_ops_{kind}"] = ops / self.samples
-        out["macs"] = total["synapses"]
-        # an ANN pass reads each stored weight once and each projection's inputs once
-        out["weight_reads"] = total["weights"]
-        out["activation_reads"] = self.activation_reads()
-        out["dense_synaptic_ops"] = total["synapses"] * self.steps
-        out |= {key: total[key] / self.samples for key in self.routing}
-        if {"hops_east_west", "hops_north_south"} <= set(self.routing):
-            out["tile_hops"] = out["hops_east_west"] + out["hops_north_south"]
+        and the routing counts, only when the run carries them (a mapped run). Each is the
+        sum of the layers' parts (`per_layer`), defined once in `_run_share`/`_pass_share`."""
+        size = {layer.name: int(np.prod(layer.shape)) for layer in self.layers}
+        runs = [self._run_share(layer) for layer in self.layers]
+        passes = [self._pass_share(layer, size) for layer in self.layers]
+        # summed over the run first, then divided: exact for integer counts
+        out = {key: sum(r[key] for r in runs) / self.samples for key in _RUN_KEYS}
+        out |= {key: sum(p[key] for p in passes) for key in _PASS_KEYS}
+        # every routing count the run carries, also for nodes that are not rows (as before)
+        out |= {key: sum(per.values()) / self.samples for key, per in self.routing.items()}
+        _add_tile_hops(out)
         return out
+
+
+_RUN_KEYS = ("synaptic_ops", "synaptic_ops_nonzero", "neuron_updates", "active_updates",
+             "idle_updates", "spikes", "input_spikes", "synaptic_ops_dense",
+             "synaptic_ops_sparse", "synaptic_ops_conv")
+_PASS_KEYS = ("macs", "weight_reads", "activation_reads", "dense_synaptic_ops")
+
+
+def _add_tile_hops(counts: dict[str, float]) -> None:
+    """tile_hops, when both mesh axes' hops are known (a mapped run)."""
+    if {"hops_east_west", "hops_north_south"} <= set(counts):
+        counts["tile_hops"] = counts["hops_east_west"] + counts["hops_north_south"]
 
 
 # ------------------------------------------------------------------------------------------

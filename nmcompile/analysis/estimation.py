@@ -13,7 +13,7 @@ from ..ir import Graph
 from ..ir.inputs import normalize_inputs
 from .counts import Counts, from_result
 from .energy import Device, approximations, baselines, load_devices
-from .rates import analytic
+from .rates import analytic, layer_rates
 from .report import Estimate
 
 Spikes = np.ndarray | Mapping[str, np.ndarray]
@@ -75,7 +75,8 @@ def estimate(graph: Graph, spikes: Spikes | None = None,
     name = model or str(graph.metadata.get("name", "model"))
     if rates is not None:
         counts = analytic(g, _steps(g, spikes, steps), rates, samples)
-        return Estimate(name, _noted(counts, [*devices, *base]), devices, base)
+        return Estimate(name, _noted(counts, [*devices, *base]), devices, base,
+                        rates=layer_rates(g, rates))
     if spikes is None:
         raise NmcompileError("estimate needs input spikes, or firing rates (rates=...) for an "
                              "analytic estimate")

@@ -62,6 +62,46 @@ def bias_sources(g: Graph) -> list[str]:
     return rewritten
 
 
+def recorded(metadata: dict) -> list[str]:
+    """The projections a graph's metadata says `bias_sources` rewrote (`from_torch` records
+    them at the top, the NIR reader under "nir")."""
+    nir = metadata.get("nir")
+    return list(metadata.get("bias_sources") or
+                (nir.get("bias_sources") if isinstance(nir, dict) else None) or [])
+
+
+def restore_biases(g: Graph, projections: list[str]) -> Graph:
+    """A copy of `g` with the rewrite of `bias_sources` undone for `projections` (the names it
+    returned): each bias back on its projection, the carriers and the source removed. For
+    formats that hold a projection bias as such (NIR); `bias_sources` redoes it exactly."""
+    out = g.copy()
+    shapes = out.validate()
+    sources = set()
+    for name in projections:
+        outs = sorted(out.successors(name))
+        # the carrier is named after its projection (`bias_sources`: "<name>.bias")
+        carrier = next((c for c in out.nodes if c.startswith(f"{name}.bias")
+                        and isinstance(out[c], Dense) and len(out.predecessors(c)) == 1
+                        and out.predecessors(c)[0][0].startswith("bias_source")
+                        and sorted(out.successors(c)) == outs), None)
+        if carrier is None:
+            raise GraphError(f"projection {name!r} is listed in metadata['bias_sources'] but "
+                             f"no bias carrier feeds where it goes")
+        sources.add(out.predecessors(carrier)[0][0])
+        const = np.asarray(out[carrier].weight).reshape(shapes[name])
+        node = out[name]
+        bias = const[:, 0, 0] if isinstance(node, Conv2d) else const.reshape(-1)
+        out.nx.nodes[name]["node"] = type(node)(**{**node.params(), "bias": bias.copy()})
+        out.remove_node(carrier)
+    for source in sources:
+        if not out.successors(source):
+            feeds = [f for f, _ in out.predecessors(source)]
+            out.remove_node(source)
+            for f in feeds:
+                out.remove_node(f)
+    return out
+
+
 def _downstream_neurons(g: Graph, name: str) -> set[str]:
     found, stack, seen = set(), [name], {name}
     while stack:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -51,6 +51,7 @@ class ProjectionReport:
     worst_error: float      # largest |W_q - W| / max |W|
     density: float
     dropped: int = 0        # synapses of the float projection the quantised one does not store
+    bits: int = 8           # mantissa width (sign included) the weights were rounded to
 
 
 @dataclass
@@ -67,6 +68,11 @@ class LayerReport:
     lossy: list[str] = field(default_factory=list)
     projections: list[ProjectionReport] = field(default_factory=list)
     calibrated: bool = False
+    #: Measured on the calibration data (None without): the fraction of equal (step, sample,
+    #: neuron) spike bins of the float and the quantised (emulator) run, and the quantised
+    #: minus the float firing rate (spikes per neuron and step).
+    agreement: float | None = None
+    rate_error: float | None = None
 
     @property
     def warnings(self) -> list[str]:
@@ -83,23 +89,30 @@ class QuantizationReport:
 
     def table(self) -> str:
         lines = [f"quantised for profile {self.profile!r}"]
-        head = ("layer", "from", "kind", "w_exp", "sign", "clipped", "worst err", "scale", "vth",
-                "peak/safe")
+        head = ("layer", "from", "kind", "bits", "w_exp", "sign", "clipped", "worst err",
+                "scale", "vth", "peak/safe", "agree", "rate err")
         rows = [head]
         for layer in self.layers:
             vth = layer.vth if np.ndim(layer.vth) == 0 else \
                 f"[{np.min(layer.vth)}..{np.max(layer.vth)}]"
+            measured = ("-", "-") if layer.agreement is None else (
+                f"{layer.agreement:.2%}", f"{layer.rate_error:+.4f}")
             for k, p in enumerate(layer.projections):
-                rows.append((layer.name if k == 0 else "", p.source, p.kind, str(p.weight_exp),
-                             p.sign_mode, f"{p.clipped:.1%}", f"{p.worst_error:.2%}",
-                             f"{layer.scale:.4g}" if k == 0 else "", str(vth) if k == 0 else "",
+                first = k == 0
+                rows.append((layer.name if first else "", p.source, p.kind, str(p.bits),
+                             str(p.weight_exp), p.sign_mode, f"{p.clipped:.1%}",
+                             f"{p.worst_error:.2%}", f"{layer.scale:.4g}" if first else "",
+                             str(vth) if first else "",
                              f"{layer.peak_fraction:.2f}" + ("" if layer.calibrated else "*")
-                             if k == 0 else ""))
+                             if first else "", *(measured if first else ("", ""))))
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
                   for r in rows]
         if not all(layer.calibrated for layer in self.layers):
             lines.append("(* peak from a worst-case bound; calibrate for measured peaks)")
+        if any(layer.agreement is not None for layer in self.layers):
+            lines.append("(agree, rate err: float vs quantised spikes of each layer on the "
+                         "calibration data; rate in spikes per neuron and step)")
         for layer in self.layers:
             for w in layer.warnings:
                 lines.append(f"warning: layer {layer.name!r}: {w}")
@@ -202,7 +215,7 @@ def _quantize_weights(name: str, source: str, node, scale: float, profile: Profi
         kind = "dense"
     report = ProjectionReport(name, source, kind, e, mode, clipped,
                               err / wmax if wmax else 0.0, density,
-                              _synapses(node) - _synapses(qnode))
+                              _synapses(node) - _synapses(qnode), profile.weight_bits)
     return qnode, report
 
 
@@ -247,8 +260,9 @@ def _decay(factor: Any, offset: int, what: str, lossy: list[str]) -> Any:
     return int(out) if out.ndim == 0 else out
 
 
-def _calibrate(graph: Graph, calibration: Any) -> dict[str, float]:
-    """Measured peak |i| and |v| (float units) per neuron layer of the folded graph."""
+def _calibrate(graph: Graph, calibration: Any) -> tuple[dict[str, float], Any]:
+    """Measured peak |i| and |v| (float units) per neuron layer of the folded graph, and the
+    float run they come from."""
     from ..ir.interpret import interpret
 
     result = interpret(graph, calibration, record=True)
@@ -257,23 +271,78 @@ def _calibrate(graph: Graph, calibration: Any) -> dict[str, float]:
         node = graph[name]
         extra = _amax(getattr(node, "threshold", 0.0)) + _amax(node.bias)
         peaks[name] = max(float(np.abs(s).max(initial=0)) for s in states.values()) + extra
-    return peaks
+    return peaks, result
+
+
+def _measure(qgraph: Graph, float_run: Any, calibration: Any, layers: list[LayerReport]
+             ) -> None:
+    """Fill each layer's agreement and rate error: the quantised graph on the emulator (the
+    reference core) against the float run, on the same calibration data."""
+    from ..api import run
+    from ..verification import fidelity
+
+    measured = fidelity(float_run, run(qgraph, calibration, backend="emulator", record=True))
+    for layer in layers:
+        m = measured["layers"].get(layer.name)
+        if m is not None:
+            layer.agreement, layer.rate_error = m["agreement"], m["rate_error"]
+
+
+def _weight_widths(folded: Graph, prof: Profile, weight_bits: int | None,
+                   layer_bits: Mapping[str, int] | None) -> dict[str, int]:
+    """Bits of each projection's mantissas: `weight_bits` (default the profile's) for all,
+    `layer_bits` by neuron layer (every projection into it) or by projection (wins). A
+    profile may only be narrowed: its weight memory holds `prof.weight_bits`."""
+    into = {name: [p for p, _ in folded.predecessors(name)] for name in folded.schedule()
+            if isinstance(folded[name], Neuron)}
+    projections = {p for ps in into.values() for p in ps}
+
+    def width(value: Any, what: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or \
+                not 2 <= value <= prof.weight_bits:
+            raise NmcompileError(f"{what}: {value!r} weight bits; give an integer in "
+                                 f"[2, {prof.weight_bits}] (profile {prof.name!r} stores "
+                                 f"{prof.weight_bits}-bit weights; a profile may only be "
+                                 f"narrowed)")
+        return int(value)
+
+    default = prof.weight_bits if weight_bits is None else width(weight_bits, "weight_bits")
+    out = dict.fromkeys(sorted(projections), default)
+    overrides = dict(layer_bits or {})
+    for key, value in sorted(overrides.items(), key=lambda kv: kv[0] in projections):
+        if key in into:
+            out.update(dict.fromkeys(into[key], width(value, f"layer {key!r}")))
+        elif key in projections:
+            out[key] = width(value, f"projection {key!r}")
+        else:
+            raise NmcompileError(f"layer_bits names {key!r}, which is neither a neuron layer "
+                                 f"({', '.join(into)}) nor a projection ({', '.join(out)}) "
+                                 f"of the folded graph")
+    return out
 
 
 def quantize(graph: Graph, profile: str | Profile = "loihi2",
              calibration: np.ndarray | Mapping[str, np.ndarray] | None = None,
-             *, report: bool = False, max_bytes: int | str | None = None
+             *, report: bool = False, max_bytes: int | str | None = None,
+             weight_bits: int | None = None, layer_bits: Mapping[str, int] | None = None
              ) -> Graph | tuple[Graph, QuantizationReport]:
     """Quantise a float graph for `profile`; with `report=True` also return the per-layer
-    report (exponents, clipping, rounding errors, safe-range use). `max_bytes` is the
-    folding pass's memory budget (`nmcompile.limits`)."""
+    report (bits, exponents, clipping, rounding errors, safe-range use and, with calibration
+    data, each layer's float-vs-quantised spike agreement and rate error on that data).
+
+    `weight_bits` narrows every projection's mantissas (default: the profile's width);
+    `layer_bits` narrows some, by neuron layer name (all projections into it) or projection
+    name, e.g. `{"lif1": 4}`. `max_bytes` is the folding pass's memory budget
+    (`nmcompile.limits`)."""
     from ..passes import fold_linear  # imports PyTorch: only when quantising
 
     prof = get_profile(profile)
     _check_delays(graph, prof)  # before folding (which may add delays up) and again after
     folded = fold_linear(graph, max_bytes=max_bytes)  # validated
     _check_delays(folded, prof)
-    measured = _calibrate(folded, calibration) if calibration is not None else None
+    bits = _weight_widths(folded, prof, weight_bits, layer_bits)
+    measured, float_run = _calibrate(folded, calibration) if calibration is not None else \
+        (None, None)
     out = Graph(dt=graph.dt, metadata=dict(graph.metadata))
     layers: list[LayerReport] = []
     half = 2.0 ** (prof.state_bits - 1)
@@ -289,7 +358,7 @@ def quantize(graph: Graph, profile: str | Profile = "loihi2",
                                            f"readout) before each output")
             out.add_node(name, node)
         elif isinstance(node, Neuron):
-            layers.append(_quantize_layer(folded, name, node, prof, measured, half, out))
+            layers.append(_quantize_layer(folded, name, node, prof, measured, half, out, bits))
     for u, v, d in folded.edges():
         out.add_edge(u, v, d)
     dropped = {p.name: p.dropped for r in layers for p in r.projections if p.dropped}
@@ -301,7 +370,12 @@ def quantize(graph: Graph, profile: str | Profile = "loihi2",
                                     "source": {"sha256": digest(graph)}}
     if dropped:
         out.metadata["quantization"]["dropped_synapses"] = dropped
+    narrowed = {k: b for k, b in bits.items() if b != prof.weight_bits}
+    if narrowed:
+        out.metadata["quantization"]["weight_bits"] = narrowed
     out.validate()
+    if report and float_run is not None:
+        _measure(out, float_run, calibration, layers)
     rep = QuantizationReport(prof.name, layers)
     return (out, rep) if report else out
 
@@ -317,7 +391,8 @@ def _check_delays(graph: Graph, prof: Profile) -> None:
 
 
 def _quantize_layer(folded: Graph, name: str, node: Neuron, prof: Profile,
-                    measured: dict[str, float] | None, half: float, out: Graph) -> LayerReport:
+                    measured: dict[str, float] | None, half: float, out: Graph,
+                    bits: Mapping[str, int]) -> LayerReport:
     if isinstance(node, (LIF, ALIF, IF)) and np.any(np.asarray(node.threshold) <= 0):
         raise NmcompileError(f"layer {name!r}: thresholds must be > 0 in fixed point "
                              f"(vth is unsigned)")
@@ -327,7 +402,9 @@ def _quantize_layer(folded: Graph, name: str, node: Neuron, prof: Profile,
         if isinstance(folded[src], LI):
             raise UnsupportedError(f"layer {name!r} is fed by the voltage of LI layer {src!r}; "
                                    f"on the fixed-point targets only spikes and inputs travel")
-        projections.append((pname, src, folded[pname]))
+        projections.append((pname, src, folded[pname],
+                            prof if bits[pname] == prof.weight_bits else
+                            replace(prof, weight_bits=bits[pname])))
     alpha = getattr(node, "alpha", 0.0)
     beta = getattr(node, "beta", 1.0)
     bias = _amax(node.bias)
@@ -336,7 +413,7 @@ def _quantize_layer(folded: Graph, name: str, node: Neuron, prof: Profile,
     if measured is not None:
         peak = measured[name]
     else:
-        x = sum(_fan_in_bound(p) for _, _, p in projections)
+        x = sum(_fan_in_bound(p) for _, _, p, _ in projections)
         i = x / max(1e-6, 1 - _amax(alpha))
         peak = thr + i + bias if node.spiking else (i + bias) / max(1e-3, 1 - _amax(beta))
     scale = prof.headroom * half / max(peak, 1e-12)
@@ -345,9 +422,9 @@ def _quantize_layer(folded: Graph, name: str, node: Neuron, prof: Profile,
     if bias > 0:
         scale = min(scale, (2 ** (prof.bias_mant_bits - 1) - 1) * 2 ** prof.bias_exp_range[1]
                     / bias)
-    for _, _, p in projections:
+    for _, _, p, pprof in projections:
         wmax = _abs_max(_weights(p))
-        lo, hi, offset = _mantissa_range(prof, _sign_mode(_weights(p)))
+        lo, hi, offset = _mantissa_range(pprof, _sign_mode(_weights(p)))
         if wmax:  # largest mantissa magnitude: both signs for mixed, one sign otherwise
             top = min(hi, -lo) if lo < 0 < hi else max(hi, -lo)
             scale = min(scale, top * 2.0 ** (prof.weight_exp_range[1] + offset) * UNIT / wmax)
@@ -360,8 +437,8 @@ def _quantize_layer(folded: Graph, name: str, node: Neuron, prof: Profile,
         vth = np.clip(np.rint(np.asarray(threshold) * scale / UNIT), 0, VTH_MAX).astype(np.int64)
         vth = int(vth) if vth.ndim == 0 else vth
     reports = []
-    for pname, src, p in projections:
-        qnode, rep = _quantize_weights(pname, src, p, scale, prof)
+    for pname, src, p, pprof in projections:
+        qnode, rep = _quantize_weights(pname, src, p, scale, pprof)
         out.add_node(pname, qnode)
         reports.append(rep)
     b = np.asarray(node.bias, dtype=np.float64) * scale

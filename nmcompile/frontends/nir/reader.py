@@ -45,7 +45,7 @@ from ...ir import (
 )
 from ...ir.names import unique_name
 from ...limits import check_bytes
-from ...passes.bias import bias_sources
+from ...passes.bias import bias_sources, recorded
 from . import neurons
 from .meta import KEY, exact_params, graph_info, stored_params
 
@@ -571,6 +571,8 @@ def from_nir(source: Any, dt: float | None = None, reset: str | None = None, *,
     sources = bias_sources(g) if current_bias == "source" and not exact else []
     if exact:
         g.metadata = dict(info["metadata"])
+        if recorded(g.metadata):  # the writer put those biases back on their layers
+            bias_sources(g)
     else:
         g.metadata = {"nir": {"file": filename, "reset": reset or default_reset,
                               "delayed_cycle_edges": delayed, "bias_sources": sources}}

@@ -90,6 +90,11 @@ def to_nir(graph: Graph, path: str | Path | None = None, *, dt: float | None = N
     if any(node.quantized for node in graph.nodes.values()):
         raise UnsupportedError("NIR holds float networks: export the float graph, not the "
                                "quantised one")
+    from ...passes import bias
+
+    if sources := bias.recorded(graph.metadata):
+        # NIR holds a projection's bias as such: write it there (the reader redoes the source)
+        graph = bias.restore_biases(graph, sources)
     shapes = graph.validate()
     nodes: dict[str, Any] = {}
     entry: dict[str, str] = {}

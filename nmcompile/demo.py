@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm import tqdm
 
 from . import datasets
 from . import nn as snn
@@ -24,6 +23,7 @@ from .api import quantize, run
 from .frontends.pytorch import from_torch
 from .ir import Graph, save
 from .outputs import claim_folder, save_figure, write_text
+from .progress import bar
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -60,9 +60,9 @@ def stage_train(d: Demo) -> None:
     opt = torch.optim.Adam(d.model.parameters(), lr=2e-3)
     x_tr, y_tr = torch.as_tensor(x_tr), torch.as_tensor(y_tr)
     gen = torch.Generator().manual_seed(d.seed + 100)
-    bar = tqdm(range(d.epochs), desc="train", unit="epoch", leave=True)
+    epochs = bar(range(d.epochs), "train", unit="epoch", leave=True)
     history = []
-    for _ in bar:
+    for _ in epochs:
         d.model.train()
         perm = torch.randperm(len(x_tr), generator=gen)
         correct = 0
@@ -77,7 +77,8 @@ def stage_train(d: Demo) -> None:
             opt.step()
             correct += int((snn.loss.predict_count(out) == y_tr[idx]).sum())
         history.append(correct / len(x_tr))
-        bar.set_postfix(loss=f"{loss.item():.3f}", train_acc=f"{history[-1]:.3f}")
+        if hasattr(epochs, "set_postfix"):  # a tqdm bar (on a terminal, without --quiet)
+            epochs.set_postfix(loss=f"{loss.item():.3f}", train_acc=f"{history[-1]:.3f}")
     d.model.eval()
     d.summary["train_accuracy"] = history
 

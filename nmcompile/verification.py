@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 
 from .errors import GraphError
+from .fidelity import accuracy as _accuracy
+from .fidelity import fidelity
 from .ir import Graph
 from .result import RunResult
 from .runtime import is_quantized, run
@@ -139,12 +141,6 @@ def compare(reference: RunResult, other: RunResult, ref_name: str, name: str,
     return min(candidates, key=lambda m: m.step) if candidates else None
 
 
-def _accuracy(result: RunResult, labels: np.ndarray) -> float:
-    out = result.output()
-    scores = out.sum(axis=0) if out.dtype == np.uint8 else out.max(axis=0)
-    return float((scores.argmax(axis=1) == labels).mean())
-
-
 #: `verify`'s fidelity bounds when a float reference is given and none are named.
 MIN_AGREEMENT, MAX_ACCURACY_DROP = 0.95, 0.02
 
@@ -189,40 +185,6 @@ def check_source(qgraph: Graph, reference: Graph) -> None:
         raise GraphError(f"the reference is not the float model this one was quantised "
                          f"from{name}: its SHA-256 is {got[:12]}..., the quantised model "
                          f"records {source['sha256'][:12]}...")
-
-
-def fidelity(float_result: RunResult, quantized: RunResult,
-             labels: np.ndarray | None = None) -> dict[str, Any]:
-    """How far a quantised run is from its float graph's on the same input, per layer: the
-    fraction of equal (step, sample, neuron) spike bins, both firing rates (spikes per neuron
-    and step) and their difference, and the first step at which any spike differs. Also the
-    output bins' agreement, the worst layer's agreement (`agreement`, what verify bounds) and,
-    with `labels`, both accuracies."""
-    layers = {}
-    for name, f in float_result.spikes.items():
-        q = quantized.spikes.get(name)
-        if q is None or q.shape != f.shape:
-            continue
-        a = np.asarray(f).reshape(f.shape[0], f.shape[1], -1) != 0
-        b = np.asarray(q).reshape(a.shape) != 0
-        equal = a == b
-        steps = np.flatnonzero(~equal.all(axis=(1, 2)))
-        layers[name] = {"agreement": float(equal.mean()), "rate_float": float(a.mean()),
-                        "rate_quantized": float(b.mean()),
-                        "rate_error": float(b.mean() - a.mean()),
-                        "first_divergent_step": int(steps[0]) if steps.size else None}
-    bins = [np.mean(float_result.outputs[k] == quantized.outputs[k]) for k in quantized.outputs
-            if k in float_result.outputs
-            and float_result.outputs[k].dtype == quantized.outputs[k].dtype]
-    out: dict[str, Any] = {"layers": layers,
-                           "output_agreement": float(np.mean(bins)) if bins else None}
-    worst = min(layers, key=lambda k: layers[k]["agreement"]) if layers else None
-    out["worst_layer"] = worst
-    out["agreement"] = layers[worst]["agreement"] if worst else out["output_agreement"]
-    if labels is not None:
-        out["accuracy"] = {"float": _accuracy(float_result, labels),
-                           "quantized": _accuracy(quantized, labels)}
-    return out
 
 
 def verify(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray],

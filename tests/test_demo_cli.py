@@ -28,8 +28,15 @@ def cli(*args: str, check: bool = False) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def demo_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("demo")
-    cli("demo", "--out", str(out), check=True)
+    proc = cli("demo", "--out", str(out), "--json", check=True)
+    (out.parent / "demo-stdout.json").write_text(proc.stdout)  # one JSON object, logs on stderr
     return out
+
+
+def test_demo_json_is_its_summary(demo_dir: Path) -> None:
+    printed = json.loads((demo_dir.parent / "demo-stdout.json").read_text())
+    assert printed["out"] == str(demo_dir)
+    assert printed["summary"] == json.loads((demo_dir / "summary.json").read_text())
 
 
 def test_demo_trains_to_90_percent_and_the_ir_agrees(demo_dir: Path) -> None:

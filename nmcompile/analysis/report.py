@@ -162,9 +162,10 @@ class Estimate:
                     left = ", ".join(o["name"] for o in e["omitted"])
                     lines.append(f"  {''.ljust(width)}  {''.rjust(9)}  leaves out: {left}")
         lines += self._layer_energy_lines()
-        lines.append("Routing between cores (tile hops) is left out everywhere: it needs a "
-                     "placement onto cores, which nmcompile does not make yet. Every term's "
-                     "source and every omission's reason: --json.")
+        if not self.counts.routing:
+            lines.append("Routing between cores (messages, tile hops) is priced only for a "
+                         "mapped graph: estimate the output of `nmcompile map`.")
+        lines.append("Every term's source and every omission's reason: --json.")
         return "\n".join(lines)
 
     def _layer_energy_lines(self) -> list[str]:

@@ -278,8 +278,8 @@ def _measure(qgraph: Graph, float_run: Any, calibration: Any, layers: list[Layer
              ) -> None:
     """Fill each layer's agreement and rate error: the quantised graph on the emulator (the
     reference core) against the float run, on the same calibration data."""
-    from ..api import run
-    from ..verification import fidelity
+    from ..fidelity import fidelity
+    from ..runtime import run
 
     measured = fidelity(float_run, run(qgraph, calibration, backend="emulator", record=True))
     for layer in layers:

@@ -1,7 +1,7 @@
 """`sweep_bits`: quantise one float graph at several weight widths and measure each on data.
 
 For every width b the graph is quantised with `weight_bits=b` (calibrated on `calibration`)
-and run on the emulator, the fixed-point reference core; `verification.fidelity` compares
+and run on the emulator, the fixed-point reference core; `nmcompile.fidelity` compares
 that run with the float graph's on the same `spikes`: per-layer spike agreement and rate
 error, output agreement and, with labels, both accuracies. The float run is made once.
 """
@@ -22,11 +22,11 @@ def sweep_bits(graph: Graph, bits: Iterable[int], spikes: Any, *,
                profile: str | Profile = "loihi2",
                layer_bits: Mapping[str, int] | None = None,
                progress: Any = None) -> list[dict[str, Any]]:
-    """One entry per width: `bits`, `fidelity` (as `verification.fidelity`, with
+    """One entry per width: `bits`, `fidelity` (as `nmcompile.fidelity.fidelity`, with
     `accuracy` when `labels` are given) and the quantisation report's JSON. `calibration`
     defaults to `spikes`; `progress` wraps the widths' iterable (e.g. a tqdm bar)."""
-    from ..api import run
-    from ..verification import fidelity
+    from ..fidelity import fidelity
+    from ..runtime import run
     from .quantizer import quantize
 
     prof = get_profile(profile)

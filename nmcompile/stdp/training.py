@@ -19,11 +19,11 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from ..errors import NmcompileError, ShapeError
 from ..ir import dynamics
 from ..nn import encode
+from ..progress import bar
 from .network import DTYPE, STDPNetwork
 
 __all__ = ["assign_labels", "class_scores", "encode_data", "predict", "reconstruct",
@@ -54,9 +54,9 @@ def train(net: STDPNetwork, x: np.ndarray, epochs: int = 1, batch_size: int = 16
     for epoch in range(epochs):
         perm = torch.randperm(len(x), generator=gen).numpy()
         batches = range(0, len(x), batch_size)
-        bar = tqdm(batches, desc=f"stdp epoch {epoch + 1}/{epochs}", unit="batch",
-                   disable=not progress, leave=False)
-        for k in bar:
+        if progress:
+            batches = bar(batches, f"stdp epoch {epoch + 1}/{epochs}", unit="batch")
+        for k in batches:
             chunk = x[perm[k:k + batch_size]]
             out = net.run(encode_data(net, chunk, generator=gen), mode="train")
             spikes += float(out["exc"].sum())

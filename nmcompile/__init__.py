@@ -4,6 +4,7 @@
     graph = nmcompile.from_nir("net.nir", dt=1e-4)        # or from NIR (to_nir writes one)
     result = nmcompile.run(graph, spikes)                 # float interpreter -> RunResult
     qgraph = nmcompile.quantize(graph)                    # fixed point, for the targets
+    model, history = nmcompile.finetune(model, (spikes, labels), "loihi2")  # quantisation-aware
     result = nmcompile.run(qgraph, spikes)                # the emulator, bit-accurate
     nmcompile.verify(qgraph, spikes, ["emulator", "lava"])  # targets agree spike for spike
     nmcompile.estimate(qgraph, spikes, "loihi,truenorth")  # synaptic ops, energy per device
@@ -41,6 +42,17 @@ def from_torch(model: torch.nn.Module, example_input: Any, **kwargs: Any) -> Gra
     from .frontends.pytorch import from_torch as _from_torch
 
     return _from_torch(model, example_input, **kwargs)
+
+
+def finetune(model: torch.nn.Module, data: Any, profile: Any = "loihi2",
+             **kwargs: Any) -> tuple[torch.nn.Module, Any]:
+    """Quantisation-aware fine-tuning of a copy of `model` for `profile`: straight-through
+    fake quantisation matched to `quantize` (see `nmcompile.quantization.qat.finetune` and
+    docs/fixed_point.md). Returns (the fine-tuned copy, its `FinetuneHistory`). Imported
+    lazily."""
+    from .quantization.qat import finetune as _finetune
+
+    return _finetune(model, data, profile, **kwargs)
 
 
 def from_stdp(network: Any, frozen_thresholds: bool = True, **kwargs: Any) -> Graph:
@@ -89,6 +101,7 @@ __all__ = [
     "__version__",
     "compile",
     "estimate",
+    "finetune",
     "from_nir",
     "from_stdp",
     "from_torch",

@@ -630,6 +630,12 @@ def _rates(spec: str) -> float | dict[str, float]:
                              f"by commas (with default=RATE for the others)") from None
 
 
+def _quantized(graph) -> bool:
+    from .api import is_quantized
+
+    return is_quantized(graph)
+
+
 def cmd_estimate(args: argparse.Namespace) -> int:
     import json
 
@@ -642,7 +648,9 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         spikes = got.spikes
     elif args.rates is None:
         spikes = _samples(graph, args.samples, args.seed)[0]
-    est = estimate(graph, spikes, args.device, backend=args.backend,
+    backend = args.backend or ("emulator" if _quantized(graph) else "float")
+    options = _backend_options(args.option, [backend], "run")[backend]
+    est = estimate(graph, spikes, args.device, backend=args.backend, backend_options=options,
                    rates=None if args.rates is None else _rates(args.rates), steps=args.steps,
                    samples=args.samples, device_paths=args.devices_dir or (),
                    raster=bool(args.plot), model=Path(args.model).name)
@@ -872,7 +880,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "weight/state memory; then price one inference on each device (energy "
                        "models: TOML files with their sources, see docs/estimation.md) next to "
                        "an ANN of the same topology. With --rates, no simulation: counts are "
-                       "expected from firing rates.")
+                       "expected from firing rates.",
+                       epilog=lambda: _options_help("run"),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     _model_arg(p)
     p.add_argument("--input", metavar="FILE", help="input spikes (T, batch, *shape) in a "
                    ".npy/.npz, an .npz of events, or tonic:NAME:FOLDER (docs/inputs.md)")
@@ -888,6 +898,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also look for device TOML files here (repeatable)")
     p.add_argument("--backend", default=None,
                    help="run on this backend (default: emulator, or float for a float model)")
+    _option_arg(p)
     p.add_argument("--rates", metavar="SPEC", help="analytic estimate, no simulation: one "
                    "firing rate (spikes per neuron per step) for every layer, or "
                    "LAYER=RATE,...,default=RATE")

@@ -94,3 +94,14 @@ def test_progress_bars_only_on_a_terminal_and_not_quiet(monkeypatch) -> None:
         assert progress.bar(items, "x") is items
     finally:
         progress.set_quiet(False)
+
+
+def test_estimate_takes_the_backends_run_options(files, capsys) -> None:
+    q, x = files["folder"] / "q.nmc", files["folder"] / "x.npy"
+    on_verilog = _json(capsys, "estimate", q, "--input", x, "--backend", "verilog",
+                       "--option", "simulator=icarus")
+    on_emulator = _json(capsys, "estimate", q, "--input", x)
+    assert on_verilog["backend"] == "verilog" and on_emulator["backend"] == "emulator"
+    assert on_verilog["layers"] == on_emulator["layers"]  # the same counts, layer by layer
+    assert main(["estimate", str(q), "--input", str(x), "--option", "bogus=1"]) == 1
+    assert "no backend here takes 'bogus'" in capsys.readouterr().err

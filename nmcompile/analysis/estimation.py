@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,8 @@ def estimate(graph: Graph, spikes: Spikes | None = None,
              backend: str | None = None, rates: float | Mapping[str, float] | None = None,
              steps: int | None = None, samples: int = 1,
              device_paths: Iterable[str | Path] = (), raster: bool = False,
-             model: str | None = None) -> Estimate:
+             model: str | None = None,
+             backend_options: Mapping[str, Any] | None = None) -> Estimate:
     """Count synaptic operations, neuron updates, spikes and memory of `graph` and estimate
     the energy per inference on `device` (a name, a TOML file, or a list of them; see
     `nmcompile.analysis.energy`), next to the ANN baselines.
@@ -65,7 +67,8 @@ def estimate(graph: Graph, spikes: Spikes | None = None,
     Measured: run `spikes` (T, batch, *shape) on `backend` (the emulator for a quantised
     graph, the float interpreter for a float one). Analytic: give `rates` instead (one rate
     for every layer, or a mapping by layer name with "default") and `steps`, `samples`.
-    `raster=True` keeps the first sample's spikes for `Estimate.plot`.
+    `raster=True` keeps the first sample's spikes for `Estimate.plot`; `backend_options` go
+    to the backend's `run` (e.g. `{"simulator": "verilator"}` for verilog).
     """
     from ..runtime import is_quantized, run
 
@@ -83,13 +86,15 @@ def estimate(graph: Graph, spikes: Spikes | None = None,
     quantized = is_quantized(g)
     inputs, T, B = normalize_inputs(g, spikes, g.validate(), integers=quantized)
     backend = backend or ("emulator" if quantized else "float")
-    result = run(g, inputs, backend=backend, record=backend != "emulator")
+    options = dict(backend_options or {})
+    result = run(g, inputs, backend=backend, record=backend != "emulator", **options)
     counts = _noted(from_result(g, inputs, result, T, B), [*devices, *base])
     est = Estimate(name, counts, devices, base,
                    dropped=dict(g.metadata.get("quantization", {}).get("dropped_synapses", {})))
     if raster:
         first = result if result.spikes else run(
-            g, {k: v[:, :1] for k, v in inputs.items()}, backend=backend, record=True)
+            g, {k: v[:, :1] for k, v in inputs.items()}, backend=backend, record=True,
+            **options)
         est.raster = {k: np.asarray(v)[:, 0].reshape(T, -1) for k, v in inputs.items()}
         est.raster |= {k: v[:, 0].reshape(T, -1) for k, v in first.spikes.items()}
     return est

@@ -433,7 +433,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     alias = [f"simulator={args.simulator}"] if args.simulator else []
     alias += [f"chip={args.chip}"] if args.chip else []
     options = _backend_options([*alias, *args.option], [backend], "run")[backend]
-    result = run(graph, spikes, backend=backend, record=args.record, **options)
+    from .progress import busy
+
+    with busy(f"nmcompile run on {backend}"):
+        result = run(graph, spikes, backend=backend, record=args.record, **options)
     outputs = {name: {"kind": "spikes" if out.dtype == np.uint8 else "values",
                       "shape": list(out.shape), "total": float(out.sum())}
                for name, out in result.outputs.items()}
@@ -598,8 +601,11 @@ def cmd_compile(args: argparse.Namespace) -> int:
     alias += [f"chip={args.chip}"] if args.chip else []
     alias += ["strict_hardware=true"] if args.strict_hardware else []
     options = _backend_options([*alias, *args.option], [args.target], "compile")[args.target]
-    out = compile_graph(graph, args.output, args.target, force=args.force,
-                        inputs=[args.model], **options)
+    from .progress import busy
+
+    with busy(f"nmcompile compile --target {args.target}"):
+        out = compile_graph(graph, args.output, args.target, force=args.force,
+                            inputs=[args.model], **options)
     if args.json:
         import json
 
@@ -650,10 +656,15 @@ def cmd_estimate(args: argparse.Namespace) -> int:
         spikes = _samples(graph, args.samples, args.seed)[0]
     backend = args.backend or ("emulator" if _quantized(graph) else "float")
     options = _backend_options(args.option, [backend], "run")[backend]
-    est = estimate(graph, spikes, args.device, backend=args.backend, backend_options=options,
-                   rates=None if args.rates is None else _rates(args.rates), steps=args.steps,
-                   samples=args.samples, device_paths=args.devices_dir or (),
-                   raster=bool(args.plot), model=Path(args.model).name)
+    from .progress import busy
+
+    with busy("nmcompile estimate"):
+        est = estimate(graph, spikes, args.device, backend=args.backend,
+                       backend_options=options,
+                       rates=None if args.rates is None else _rates(args.rates),
+                       steps=args.steps, samples=args.samples,
+                       device_paths=args.devices_dir or (), raster=bool(args.plot),
+                       model=Path(args.model).name)
     if args.plot:
         est.plot(args.plot, force=args.force)
     if args.json:
@@ -677,12 +688,16 @@ def cmd_map(args: argparse.Namespace) -> int:
     graph = _load(args)
     got = _user_input(graph, args, n=args.samples) if args.input else None
     spikes = got.spikes if got else _samples(graph, args.samples, args.seed)[0]
-    mapped = map_graph(graph, args.chip, strategy=args.strategy, inputs=spikes,
-                       cores=args.cores, objective=args.objective,
-                       host_layers=args.host_layer)
-    save(mapped, args.output, force=args.force)
-    first = next(iter(spikes.values())) if isinstance(spikes, dict) else spikes
-    info = report.summary(mapped, run(mapped, spikes), steps=first.shape[0] * first.shape[1])
+    from .progress import busy
+
+    with busy("nmcompile map"):
+        mapped = map_graph(graph, args.chip, strategy=args.strategy, inputs=spikes,
+                           cores=args.cores, objective=args.objective,
+                           host_layers=args.host_layer)
+        save(mapped, args.output, force=args.force)
+        first = next(iter(spikes.values())) if isinstance(spikes, dict) else spikes
+        info = report.summary(mapped, run(mapped, spikes),
+                              steps=first.shape[0] * first.shape[1])
     if args.plot:
         report.plot(info, args.plot, force=args.force)
     if args.json:

@@ -228,9 +228,13 @@ def verify(graph: Graph, spikes: np.ndarray | Mapping[str, np.ndarray],
     from .progress import bar
 
     per = backend_options or {}
-    results = {name: run(qgraph, spikes, backend=name, record=True, **options,
-                         **per.get(name, {}))
-               for name in bar(backends, "verify", unit="backend")}
+    results = {}
+    steps = bar(backends, "verify", unit="backend")
+    for name in steps:
+        if hasattr(steps, "set_postfix_str"):  # a tqdm bar: say which backend is running
+            steps.set_postfix_str(name)
+        results[name] = run(qgraph, spikes, backend=name, record=True, **options,
+                            **per.get(name, {}))
     reference = backends[0]
     shapes = qgraph.validate()
     mismatches = [m for name in backends[1:]

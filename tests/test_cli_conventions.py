@@ -105,3 +105,25 @@ def test_estimate_takes_the_backends_run_options(files, capsys) -> None:
     assert on_verilog["layers"] == on_emulator["layers"]  # the same counts, layer by layer
     assert main(["estimate", str(q), "--input", str(x), "--option", "bogus=1"]) == 1
     assert "no backend here takes 'bogus'" in capsys.readouterr().err
+
+
+def test_a_long_call_shows_its_elapsed_time_on_a_terminal_only(monkeypatch) -> None:
+    import time
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    progress.set_quiet(False)
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    with progress.busy("run on lava", after=0.05, every=0.02):
+        time.sleep(0.3)
+    assert "run on lava: 00:0" in sys.stderr.getvalue()
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    with progress.busy("quick", after=5):  # done before it would show
+        pass
+    assert sys.stderr.getvalue() == ""
+    monkeypatch.setattr(sys, "stderr", io.StringIO())  # not a terminal: nothing, no thread
+    with progress.busy("x", after=0):
+        time.sleep(0.05)
+    assert sys.stderr.getvalue() == ""
